@@ -1,0 +1,229 @@
+// CPU backward: the reduction (Σg, Σg·x̂), the grad_input pass, and both fused for training.
+// The math is derived in csrc/common/batch_norm_math.h.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "../common/tensor_checks.h"
+#include "cpu_ops.h"
+#include "plane_loops.h"
+#include "row_loops.h"
+
+namespace fusedbn::cpu {
+namespace {
+
+using detail::KernelLayout;
+
+// The arguments every backward op shares, checked, in the kernels' layout, per-channel values
+// as contiguous accumulation-dtype tensors.
+struct BackwardArgs {
+  at::Tensor grad_output, input, mean, invstd, weight, bias;
+  KernelLayout layout;
+  Activation activation;
+  double param;
+};
+
+BackwardArgs prepare(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean,
+                     const at::Tensor& invstd, const std::optional<at::Tensor>& weight,
+                     const std::optional<at::Tensor>& bias, c10::string_view activation, double negative_slope,
+                     double alpha) {
+  detail::check_input(input);
+  TORCH_CHECK(grad_output.sizes() == input.sizes(), "fusedbn: grad_output has shape ", grad_output.sizes(),
+              " but input has shape ", input.sizes());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "fusedbn: grad_output dtype ",
+              grad_output.scalar_type(), " differs from input dtype ", input.scalar_type());
+  TORCH_CHECK(grad_output.device() == input.device(), "fusedbn: grad_output and input are on different devices");
+  detail::check_per_channel(mean, "mean", input);
+  detail::check_per_channel(invstd, "invstd", input);
+  detail::check_per_channel(weight, "weight", input);
+  detail::check_per_channel(bias, "bias", input);
+  const auto format = detail::kernel_memory_format(input);
+  const at::Tensor x = input.contiguous(format);
+  const Activation act = detail::parse_activation(activation);
+  return {grad_output.contiguous(format),
+          x,
+          detail::per_channel_acc(mean, x, 0.0),
+          detail::per_channel_acc(invstd, x, 1.0),
+          detail::per_channel_acc(weight, x, 1.0),
+          detail::per_channel_acc(bias, x, 0.0),
+          detail::kernel_layout(x),
+          act,
+          detail::activation_parameter(act, negative_slope, alpha)};
+}
+
+template <typename scalar_t, typename acc_t = acc_type<scalar_t>>
+struct Backward {
+  using scalar_type = scalar_t;
+  const BackwardArgs& a;
+  const KernelLayout& l = a.layout;
+  const scalar_t* dy = a.grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* x = a.input.const_data_ptr<scalar_t>();
+  const acc_t* mean = a.mean.const_data_ptr<acc_t>();
+  const acc_t* invstd = a.invstd.const_data_ptr<acc_t>();
+  const acc_t* weight = a.weight.const_data_ptr<acc_t>();
+  const acc_t param = acc_t(a.param);
+  std::vector<acc_t> scale = std::vector<acc_t>(l.channels), shift = std::vector<acc_t>(l.channels);
+
+  explicit Backward(const BackwardArgs& args) : a(args) {
+    fill_forward_coefficients(mean, invstd, weight, a.bias.const_data_ptr<acc_t>(), l.channels, scale.data(),
+                              shift.data());
+  }
+
+  // Σg and Σg·(x - mean) per channel into sum_g / sum_gx.
+  template <Activation A>
+  void reduce(acc_t* sum_g, acc_t* sum_gx) const {
+    if (!l.channels_last) {
+      const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
+      at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          std::tie(sum_g[c], sum_gx[c]) = planes.template gradient_sums<A>(dy, x, c, {scale[c], shift[c]}, mean[c], param);
+        }
+      });
+      return;
+    }
+    const int64_t C = l.channels, chunk = rows_per_chunk(C), chunks = at::divup(l.rows(), chunk);
+    std::vector<acc_t> part_g(chunks * C, acc_t(0)), part_gx(chunks * C, acc_t(0));
+    const Rows<scalar_t> rows{C};
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        rows.template gradient_sums<A>(dy, x, k * chunk, std::min(l.rows(), (k + 1) * chunk), scale.data(),
+                                       shift.data(), mean, param, &part_g[k * C], &part_gx[k * C]);
+      }
+    });
+    for (int64_t c = 0; c < C; ++c) {  // merged in chunk order: the same bits for any thread count
+      sum_g[c] = sum_gx[c] = acc_t(0);
+      for (int64_t k = 0; k < chunks; ++k) {
+        sum_g[c] += part_g[k * C + c];
+        sum_gx[c] += part_gx[k * C + c];
+      }
+    }
+  }
+
+  // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over the whole tensor.
+  template <Activation A>
+  void grad_input(scalar_t* dx, const std::vector<BackwardCoefficients<acc_t>>& b) const {
+    if (l.channels_last) {
+      std::vector<acc_t> grad_scale(l.channels), x_scale(l.channels), dx_shift(l.channels);
+      for (int64_t c = 0; c < l.channels; ++c) {  // vectors across channels want one array per coefficient
+        grad_scale[c] = b[c].grad_scale;
+        x_scale[c] = b[c].x_scale;
+        dx_shift[c] = b[c].shift;
+      }
+      const Rows<scalar_t> rows{l.channels};
+      at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
+        rows.template grad_input<A>(dy, x, dx, begin, end, scale.data(), shift.data(), grad_scale.data(),
+                                    x_scale.data(), dx_shift.data(), param);
+      });
+      return;
+    }
+    at::parallel_for(0, l.batch * l.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t c = p % l.channels, offset = p * l.spatial;
+        Plane<scalar_t>::template grad_input<A>(dy + offset, x + offset, dx + offset, l.spatial,
+                                                {scale[c], shift[c]}, b[c], param);
+      }
+    });
+  }
+
+  // Training: per channel Σg, Σg·x̂, then dx. Contiguous input does both back to back per
+  // channel so the second read of dy and x comes from cache.
+  template <Activation A>
+  void train(scalar_t* dx, acc_t* sum_g, acc_t* sum_g_xhat) const {
+    const int64_t count = l.count();
+    if (l.channels_last) {
+      reduce<A>(sum_g, sum_g_xhat);
+      std::vector<BackwardCoefficients<acc_t>> b(l.channels);
+      for (int64_t c = 0; c < l.channels; ++c) {
+        sum_g_xhat[c] *= invstd[c];
+        b[c] = backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g[c], sum_g_xhat[c], count);
+      }
+      grad_input<A>(dx, b);
+      return;
+    }
+    const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
+    at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const ForwardCoefficients<acc_t> f{scale[c], shift[c]};
+        auto [g, gx] = planes.template gradient_sums<A>(dy, x, c, f, mean[c], param);
+        sum_g[c] = g;
+        sum_g_xhat[c] = gx * invstd[c];
+        const auto b = backward_coefficients_train(mean[c], invstd[c], weight[c], g, sum_g_xhat[c], count);
+        for (int64_t n = 0; n < l.batch; ++n) {
+          const int64_t offset = planes.offset(n, c);
+          Plane<scalar_t>::template grad_input<A>(dy + offset, x + offset, dx + offset, l.spatial, f, b, param);
+        }
+      }
+    });
+  }
+};
+
+// Runs f(Backward<scalar_t>, activation tag) for the args' dtype and activation.
+template <typename F>
+void dispatch(const BackwardArgs& args, F&& f) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, args.input.scalar_type(), "batch_norm_act_backward_cpu", [&] {
+    const Backward<scalar_t> backward(args);
+    detail::dispatch_activation(args.activation, [&](auto a) { f(backward, a); });
+  });
+}
+
+template <typename acc_t>
+acc_t* data(at::Tensor& t) {
+  return t.mutable_data_ptr<acc_t>();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_train(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, c10::string_view activation,
+    double negative_slope, double alpha) {
+  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  at::Tensor grad_input = at::empty_like(args.input);
+  at::Tensor sum_g = at::zeros_like(args.mean), sum_g_xhat = at::zeros_like(args.mean);
+  if (args.input.numel() == 0) return {grad_input, sum_g, sum_g_xhat};
+  dispatch(args, [&](const auto& backward, auto a) {
+    using scalar_t = typename std::decay_t<decltype(backward)>::scalar_type;
+    using acc_t = acc_type<scalar_t>;
+    backward.template train<decltype(a)::value>(grad_input.mutable_data_ptr<scalar_t>(), data<acc_t>(sum_g),
+                                                data<acc_t>(sum_g_xhat));
+  });
+  return {grad_input, sum_g, sum_g_xhat};
+}
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, c10::string_view activation,
+    double negative_slope, double alpha) {
+  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  at::Tensor sum_g = at::zeros_like(args.mean), sum_g_xhat = at::zeros_like(args.mean);
+  if (args.input.numel() == 0) return {sum_g, sum_g_xhat};
+  dispatch(args, [&](const auto& backward, auto a) {
+    using acc_t = acc_type<typename std::decay_t<decltype(backward)>::scalar_type>;
+    backward.template reduce<decltype(a)::value>(data<acc_t>(sum_g), data<acc_t>(sum_g_xhat));
+  });
+  sum_g_xhat.mul_(args.invstd);  // Σg·(x - mean) · invstd = Σg·x̂
+  return {sum_g, sum_g_xhat};
+}
+
+at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& mean, const at::Tensor& invstd,
+                                        const std::optional<at::Tensor>& weight,
+                                        const std::optional<at::Tensor>& bias, c10::string_view activation,
+                                        double negative_slope, double alpha) {
+  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  at::Tensor grad_input = at::empty_like(args.input);
+  if (args.input.numel() == 0) return grad_input;
+  dispatch(args, [&](const auto& backward, auto a) {
+    using scalar_t = typename std::decay_t<decltype(backward)>::scalar_type;
+    using acc_t = acc_type<scalar_t>;
+    std::vector<BackwardCoefficients<acc_t>> b(backward.l.channels);
+    for (int64_t c = 0; c < backward.l.channels; ++c) {
+      b[c] = backward_coefficients_eval(backward.invstd[c], backward.weight[c]);
+    }
+    backward.template grad_input<decltype(a)::value>(grad_input.mutable_data_ptr<scalar_t>(), b);
+  });
+  return grad_input;
+}
+
+}  // namespace fusedbn::cpu

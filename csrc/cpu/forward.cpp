@@ -1,0 +1,159 @@
+// CPU forward: training (statistics + fused normalise-and-activate) and eval (one pass).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "../common/running_stats.h"
+#include "../common/tensor_checks.h"
+#include "cpu_ops.h"
+#include "plane_loops.h"
+#include "row_loops.h"
+
+namespace fusedbn::cpu {
+namespace {
+
+using detail::KernelLayout;
+
+// Biased mean and variance per channel of channels_last input: fixed-size row chunks reduced
+// in parallel, then merged in row order (bitwise the same for any thread count).
+template <typename scalar_t, typename acc_t = acc_type<scalar_t>>
+void row_statistics(const scalar_t* x, const KernelLayout& l, acc_t* mean, acc_t* var) {
+  const int64_t C = l.channels, chunk = rows_per_chunk(C), chunks = at::divup(l.rows(), chunk);
+  std::vector<acc_t> part_mean(chunks * C), part_m2(chunks * C);
+  const Rows<scalar_t> rows{C};
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      rows.statistics(x, k * chunk, std::min(l.rows(), (k + 1) * chunk), &part_mean[k * C], &part_m2[k * C]);
+    }
+  });
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      WelfordData<acc_t> total;
+      for (int64_t k = 0; k < chunks; ++k) {
+        const int64_t count = std::min(l.rows(), (k + 1) * chunk) - k * chunk;
+        total = welford_merge(total, {part_mean[k * C + c], part_m2[k * C + c], count});
+      }
+      mean[c] = total.mean;
+      var[c] = total.m2 / acc_t(total.count);
+    }
+  });
+}
+
+// y = act(x * scale[c] + shift[c]) over the whole tensor: planes or rows in parallel.
+template <typename scalar_t, Activation A, typename acc_t = acc_type<scalar_t>>
+void apply_coefficients(const scalar_t* x, scalar_t* y, const KernelLayout& l, const acc_t* scale,
+                        const acc_t* shift, acc_t param) {
+  if (l.channels_last) {
+    const Rows<scalar_t> rows{l.channels};
+    at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
+      rows.template activate<A>(x, y, begin, end, scale, shift, param);
+    });
+    return;
+  }
+  at::parallel_for(0, l.batch * l.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t c = p % l.channels;
+      Plane<scalar_t>::template activate<A>(x + p * l.spatial, y + p * l.spatial, l.spatial, {scale[c], shift[c]},
+                                            param);
+    }
+  });
+}
+
+template <typename scalar_t, Activation A, typename acc_t = acc_type<scalar_t>>
+void train_forward(const at::Tensor& input, const at::Tensor& output, const KernelLayout& l, const acc_t* weight,
+                   const acc_t* bias, acc_t eps, acc_t param, acc_t* mean, acc_t* var, acc_t* invstd) {
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  scalar_t* y = output.mutable_data_ptr<scalar_t>();
+  if (l.channels_last) {
+    row_statistics(x, l, mean, var);
+    std::vector<acc_t> scale(l.channels), shift(l.channels);
+    for (int64_t c = 0; c < l.channels; ++c) invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
+    fill_forward_coefficients(mean, invstd, weight, bias, l.channels, scale.data(), shift.data());
+    apply_coefficients<scalar_t, A>(x, y, l, scale.data(), shift.data(), param);
+    return;
+  }
+  // Contiguous: each channel's statistics then its normalisation, back to back, so the second
+  // read of the channel comes from cache rather than memory.
+  const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
+  at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const WelfordData<acc_t> s = planes.statistics(x, c);
+      mean[c] = s.mean;
+      var[c] = s.m2 / acc_t(s.count);
+      invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
+      const auto f = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t offset = planes.offset(n, c);
+        Plane<scalar_t>::template activate<A>(x + offset, y + offset, l.spatial, f, param);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_train(
+    const at::Tensor& input_, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double momentum,
+    double eps, c10::string_view activation, double negative_slope, double alpha) {
+  detail::check_input(input_);
+  detail::check_per_channel(weight, "weight", input_);
+  detail::check_per_channel(bias, "bias", input_);
+  detail::check_per_channel(running_mean, "running_mean", input_);
+  detail::check_per_channel(running_var, "running_var", input_);
+  const Activation act = detail::parse_activation(activation);
+  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
+  const KernelLayout layout = detail::kernel_layout(input);
+  const auto acc_options = input.options().dtype(detail::accumulation_type(input.scalar_type()));
+  at::Tensor output = at::empty_like(input);
+  at::Tensor mean = at::zeros({layout.channels}, acc_options);
+  at::Tensor var = at::zeros({layout.channels}, acc_options);
+  at::Tensor invstd = at::full({layout.channels}, 1.0 / std::sqrt(eps), acc_options);
+  if (layout.count() == 0) return {output, mean, invstd};  // nothing to normalise; as nn.BatchNorm
+
+  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_train_cpu", [&] {
+    using acc_t = acc_type<scalar_t>;
+    detail::dispatch_activation(act, [&](auto a) {
+      train_forward<scalar_t, decltype(a)::value>(
+          input, output, layout, w.const_data_ptr<acc_t>(), b.const_data_ptr<acc_t>(), acc_t(eps),
+          acc_t(detail::activation_parameter(act, negative_slope, alpha)), mean.mutable_data_ptr<acc_t>(),
+          var.mutable_data_ptr<acc_t>(), invstd.mutable_data_ptr<acc_t>());
+    });
+  });
+  detail::update_running_stats(running_mean, running_var, mean, var, layout.count(), momentum);
+  return {output, mean, invstd};
+}
+
+at::Tensor batch_norm_act_forward(const at::Tensor& input_, const at::Tensor& mean, const at::Tensor& invstd,
+                                  const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+                                  c10::string_view activation, double negative_slope, double alpha) {
+  detail::check_input(input_);
+  detail::check_per_channel(mean, "mean", input_);
+  detail::check_per_channel(invstd, "invstd", input_);
+  detail::check_per_channel(weight, "weight", input_);
+  detail::check_per_channel(bias, "bias", input_);
+  const Activation act = detail::parse_activation(activation);
+  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
+  const KernelLayout layout = detail::kernel_layout(input);
+  at::Tensor output = at::empty_like(input);
+  if (input.numel() == 0) return output;
+
+  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
+  const at::Tensor m = detail::per_channel_acc(mean, input, 0.0), s = detail::per_channel_acc(invstd, input, 1.0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_forward_cpu", [&] {
+    using acc_t = acc_type<scalar_t>;
+    std::vector<acc_t> scale(layout.channels), shift(layout.channels);
+    fill_forward_coefficients(m.const_data_ptr<acc_t>(), s.const_data_ptr<acc_t>(), w.const_data_ptr<acc_t>(),
+                              b.const_data_ptr<acc_t>(), layout.channels, scale.data(), shift.data());
+    detail::dispatch_activation(act, [&](auto a) {
+      apply_coefficients<scalar_t, decltype(a)::value>(
+          input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), layout, scale.data(), shift.data(),
+          acc_t(detail::activation_parameter(act, negative_slope, alpha)));
+    });
+  });
+  return output;
+}
+
+}  // namespace fusedbn::cpu

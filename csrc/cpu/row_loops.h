@@ -1,0 +1,95 @@
+// Loops over channels_last input seen as rows of C values ((N, S, C) in memory, N*S rows).
+// Vectors run across channels; per-channel coefficients are read from (C,) arrays. Reductions
+// cover a fixed range of rows and are merged by the caller in row order, so results do not
+// depend on how rows are spread over threads.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include "../common/activation.h"
+#include "../common/welford.h"
+#include "vectorized.h"
+
+namespace fusedbn::cpu {
+
+template <typename scalar_t>
+struct Rows {
+  using acc_t = acc_type<scalar_t>;
+  using Vec = at::vec::Vectorized<acc_t>;
+
+  const int64_t channels;
+
+  // Calls f(c, count) for each vector of channels [c, c + count).
+  template <typename F>
+  void for_each_vector(F&& f) const {
+    for (int64_t c = 0; c < channels; c += Vec::size()) f(c, std::min<int64_t>(Vec::size(), channels - c));
+  }
+
+  // Welford over rows [begin, end): writes each channel's mean and m2 (count: end - begin).
+  void statistics(const scalar_t* x, int64_t begin, int64_t end, acc_t* mean, acc_t* m2) const {
+    std::fill(mean, mean + channels, acc_t(0));
+    std::fill(m2, m2 + channels, acc_t(0));
+    for (int64_t r = begin; r < end; ++r) {
+      const Vec inv_count(acc_t(1) / acc_t(r - begin + 1));
+      const scalar_t* row = x + r * channels;
+      for_each_vector([&](int64_t c, int64_t count) {
+        Vec m = Vec::loadu(mean + c, count), s = Vec::loadu(m2 + c, count);
+        welford_step(m, s, load_lanes(row + c, count), inv_count);
+        m.store(mean + c, count);
+        s.store(m2 + c, count);
+      });
+    }
+  }
+
+  // y = act(x * scale[c] + shift[c]) over rows [begin, end).
+  template <Activation A>
+  void activate(const scalar_t* x, scalar_t* y, int64_t begin, int64_t end, const acc_t* scale,
+                const acc_t* shift, acc_t param) const {
+    const Vec vparam(param);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t base = r * channels;
+      for_each_vector([&](int64_t c, int64_t count) {
+        const Vec z = at::vec::fmadd(load_lanes(x + base + c, count), Vec::loadu(scale + c, count),
+                                     Vec::loadu(shift + c, count));
+        store_lanes(y + base + c, ActivationFn<A>::forward(z, vparam), count);
+      });
+    }
+  }
+
+  // Adds Σg and Σ g·(x - mean[c]) over rows [begin, end) to sum_g and sum_gx (C values each).
+  template <Activation A>
+  void gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t begin, int64_t end, const acc_t* scale,
+                     const acc_t* shift, const acc_t* mean, acc_t param, acc_t* sum_g, acc_t* sum_gx) const {
+    const Vec vparam(param);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t base = r * channels;
+      for_each_vector([&](int64_t c, int64_t count) {
+        const Vec xv = load_lanes(x + base + c, count);
+        const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
+        const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
+        (Vec::loadu(sum_g + c, count) + g).store(sum_g + c, count);
+        at::vec::fmadd(g, xv - Vec::loadu(mean + c, count), Vec::loadu(sum_gx + c, count)).store(sum_gx + c, count);
+      });
+    }
+  }
+
+  // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over rows [begin, end).
+  template <Activation A>
+  void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t begin, int64_t end,
+                  const acc_t* scale, const acc_t* shift, const acc_t* grad_scale, const acc_t* x_scale,
+                  const acc_t* dx_shift, acc_t param) const {
+    const Vec vparam(param);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t base = r * channels;
+      for_each_vector([&](int64_t c, int64_t count) {
+        const Vec xv = load_lanes(x + base + c, count);
+        const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
+        const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
+        const Vec affine = at::vec::fmadd(xv, Vec::loadu(x_scale + c, count), Vec::loadu(dx_shift + c, count));
+        store_lanes(dx + base + c, at::vec::fmadd(g, Vec::loadu(grad_scale + c, count), affine), count);
+      });
+    }
+  }
+};
+
+}  // namespace fusedbn::cpu

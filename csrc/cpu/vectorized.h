@@ -1,0 +1,90 @@
+// at::vec::Vectorized glue for the CPU kernels: the vector form of Elementwise<T> (the scalar
+// form is in csrc/common/activation.h) and loads/stores of a block of lanes that convert the
+// input dtype to and from the accumulation dtype.
+#pragma once
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/OpMathType.h>
+
+#include "../common/activation.h"
+
+namespace fusedbn {
+
+template <typename T>
+struct Elementwise<at::vec::Vectorized<T>> {
+  using Vec = at::vec::Vectorized<T>;
+  static Vec select(const Vec& mask, const Vec& if_true, const Vec& otherwise) {
+    return Vec::blendv(otherwise, if_true, mask);
+  }
+  static Vec exp(const Vec& x) { return x.exp(); }
+  static Vec expm1(const Vec& x) { return x.expm1(); }
+};
+
+namespace cpu {
+
+template <typename scalar_t>
+using acc_type = at::opmath_type<scalar_t>;
+
+// A block of kBlockVecs vectors of acc_t: the unit the contiguous loops step by. Several
+// independent vectors per step hide the latency of Welford's dependent updates.
+constexpr int kBlockVecs = 4;
+
+template <typename scalar_t>
+struct Block {
+  using acc_t = acc_type<scalar_t>;
+  using Vec = at::vec::Vectorized<acc_t>;
+  static constexpr int64_t kSize = kBlockVecs * Vec::size();
+  Vec v[kBlockVecs];
+
+  // Loads kSize values from p, converted to acc_t.
+  static Block load(const scalar_t* p) {
+    Block b;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      for (int i = 0; i < kBlockVecs; ++i) b.v[i] = Vec::loadu(p + i * Vec::size());
+    } else {
+      for (int i = 0; i < kBlockVecs; i += 2) at::vec::load_to_float(p + i * Vec::size(), b.v[i], b.v[i + 1]);
+    }
+    return b;
+  }
+
+  // Stores the kSize values to p, converted to scalar_t.
+  void store(scalar_t* p) const {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      for (int i = 0; i < kBlockVecs; ++i) v[i].store(p + i * Vec::size());
+    } else {
+      for (int i = 0; i < kBlockVecs; i += 2)
+        at::vec::convert_from_float<scalar_t>(v[i], v[i + 1]).store(p + i * Vec::size());
+    }
+  }
+};
+
+// One vector of acc_t lanes loaded from / stored to scalar_t memory: the unit of the
+// channels_last loops, which step across channels. `count` < Vec::size() loads a tail.
+template <typename scalar_t>
+inline at::vec::Vectorized<acc_type<scalar_t>> load_lanes(const scalar_t* p, int64_t count) {
+  using Vec = at::vec::Vectorized<acc_type<scalar_t>>;
+  if constexpr (std::is_same_v<scalar_t, acc_type<scalar_t>>) {
+    return Vec::loadu(p, count);
+  } else if (count == Vec::size()) {
+    Vec v;
+    at::vec::load_to_float(p, v);
+    return v;
+  } else {
+    acc_type<scalar_t> buffer[Vec::size()];
+    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<acc_type<scalar_t>>(p[i]);
+    return Vec::loadu(buffer, count);
+  }
+}
+
+template <typename scalar_t>
+inline void store_lanes(scalar_t* p, const at::vec::Vectorized<acc_type<scalar_t>>& v, int64_t count) {
+  if constexpr (std::is_same_v<scalar_t, acc_type<scalar_t>>) {
+    v.store(p, count);
+  } else {
+    at::vec::convert_from_float<scalar_t>(v, v).store(p, count);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusedbn

@@ -1,0 +1,65 @@
+"""Builds fusedbn._C (CPU kernels, plus the CUDA kernels where torch has CUDA and nvcc is found)
+and fusedbn._simt (the CUDA kernel source compiled against the SIMT harness, run on the CPU).
+
+Environment:
+  FUSEDBN_CPU_CAPABILITY  "avx2" (x86-64 with AVX2, FMA, F16C) or "default" (portable vectors). By default
+                          avx2 when the building machine has it, since the build usually runs where
+                          the extension will.
+  TORCH_CUDA_ARCH_LIST    GPU architectures (default "8.0;9.0").
+  FUSEDBN_NO_CUDA=1       skip the CUDA kernels even where they could be built.
+"""
+
+import glob
+import os
+import platform
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_capability():
+    chosen = os.environ.get("FUSEDBN_CPU_CAPABILITY")
+    if chosen:
+        return chosen
+    if platform.machine() in ("x86_64", "AMD64"):
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+            if " avx2" in flags and " fma" in flags and " f16c" in flags:
+                return "avx2"
+        except OSError:
+            pass
+    return "default"
+
+
+def cpu_flags():
+    if cpu_capability() == "avx2":
+        return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return ["-DCPU_CAPABILITY=DEFAULT"]
+
+
+def sources(*patterns):
+    return sorted(p for pattern in patterns for p in glob.glob(os.path.join("csrc", pattern)))
+
+
+CXX_FLAGS = ["-O3", "-std=c++20", "-fvisibility=hidden"]
+
+extensions = [
+    CppExtension(
+        "fusedbn._C",
+        sources=sources("register_cpu.cpp", "cpu/*.cpp"),
+        extra_compile_args={"cxx": CXX_FLAGS + cpu_flags()},
+    ),
+]
+
+setup(
+    name="fusedbn",
+    version="0.1.0",
+    description="BatchNorm fused with its activation: hand-written CPU and CUDA kernels for PyTorch",
+    packages=find_packages(include=["fusedbn", "fusedbn.*"]),
+    ext_modules=extensions,
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.9",
+)
