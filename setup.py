@@ -50,7 +50,9 @@ extensions = [
     CppExtension(
         "fusedbn._C",
         sources=sources("register_cpu.cpp", "cpu/*.cpp"),
-        extra_compile_args={"cxx": CXX_FLAGS + cpu_flags()},
+        extra_compile_args={"cxx": CXX_FLAGS + cpu_flags() + ["-fopenmp"]},
+        # at::parallel_for runs serially unless the extension itself is built with OpenMP.
+        extra_link_args=["-fopenmp"],
     ),
 ]
 

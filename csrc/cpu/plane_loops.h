@@ -24,7 +24,8 @@ struct Plane {
   int64_t offset(int64_t n, int64_t c) const { return (n * channels + c) * spatial; }
 
   // Welford over channel c: lanes of kBlockVecs vectors for the vector body of each plane,
-  // a scalar state for the tails, merged in a fixed order. Returns WelfordData<acc_t>.
+  // the planes' tails merged into a separate state (Chan), then everything merged in a fixed
+  // order. Returns WelfordData<acc_t>.
   WelfordData<acc_t> statistics(const scalar_t* x, int64_t c) const {
     Vec mean[kBlockVecs], m2[kBlockVecs];
     for (int k = 0; k < kBlockVecs; ++k) mean[k] = m2[k] = Vec(acc_t(0));
@@ -38,9 +39,7 @@ struct Plane {
         const Blk b = Blk::load(plane + i);
         for (int k = 0; k < kBlockVecs; ++k) welford_step(mean[k], m2[k], b.v[k], inv_count);
       }
-      for (; i < spatial; ++i) {
-        welford_step(tail.mean, tail.m2, acc_t(plane[i]), acc_t(1) / acc_t(++tail.count));
-      }
+      if (i < spatial) tail = welford_merge(tail, span_statistics(plane + i, spatial - i));
     }
     WelfordData<acc_t> total;
     if (lane_count > 0) {
@@ -52,6 +51,17 @@ struct Plane {
       for (int64_t j = 0; j < Blk::kSize; ++j) total = welford_merge(total, {lane_mean[j], lane_m2[j], lane_count});
     }
     return welford_merge(total, tail);
+  }
+
+  // Mean and m2 of a short span (a plane's tail, under one block) in two passes over values
+  // still in registers or L1: one division for the span rather than one per value.
+  static WelfordData<acc_t> span_statistics(const scalar_t* x, int64_t length) {
+    acc_t sum = 0;
+    for (int64_t i = 0; i < length; ++i) sum += acc_t(x[i]);
+    const acc_t mean = sum / acc_t(length);
+    acc_t m2 = 0;
+    for (int64_t i = 0; i < length; ++i) m2 += (acc_t(x[i]) - mean) * (acc_t(x[i]) - mean);
+    return {mean, m2, length};
   }
 
   // y = act(x * scale + shift) over `length` consecutive values of one channel.
