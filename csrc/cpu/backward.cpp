@@ -7,6 +7,7 @@
 
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
+#include "channel_walk.h"
 #include "plane_loops.h"
 #include "row_loops.h"
 
@@ -70,16 +71,28 @@ struct Backward {
                               shift.data());
   }
 
+  using GradientSums = std::pair<acc_t, acc_t>;  // (Σg, Σg·(x - mean))
+  static GradientSums add_sums(const GradientSums& a, const GradientSums& b) {
+    return {a.first + b.first, a.second + b.second};
+  }
+  int64_t offset(int64_t n, int64_t c) const { return (n * l.channels + c) * l.spatial; }
+
+  // Reduces plane (n, c) of contiguous input.
+  template <Activation A>
+  auto plane_sums() const {
+    return [this](int64_t n, int64_t c) {
+      const int64_t o = offset(n, c);
+      return Plane<scalar_t>::template gradient_sums<A>(dy + o, x + o, l.spatial, {scale[c], shift[c]}, mean[c], param);
+    };
+  }
+
   // Σg and Σg·(x - mean) per channel into sum_g / sum_gx.
   template <Activation A>
   void reduce(acc_t* sum_g, acc_t* sum_gx) const {
     if (!l.channels_last) {
-      const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
-      at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c) {
-          std::tie(sum_g[c], sum_gx[c]) = planes.template gradient_sums<A>(dy, x, c, {scale[c], shift[c]}, mean[c], param);
-        }
-      });
+      walk_channels<GradientSums>(
+          l, sizeof(scalar_t), plane_sums<A>(), add_sums,
+          [&](int64_t c, const GradientSums& s) { std::tie(sum_g[c], sum_gx[c]) = s; }, kNoApply);
       return;
     }
     const int64_t C = l.channels, chunk = rows_per_chunk(C), chunks = at::divup(l.rows(), chunk);
@@ -126,8 +139,7 @@ struct Backward {
     });
   }
 
-  // Training: per channel Σg, Σg·x̂, then dx. Contiguous input does both back to back per
-  // channel so the second read of dy and x comes from cache.
+  // Training: per channel Σg, Σg·x̂, then dx (contiguous input: in channel_walk.h's order).
   template <Activation A>
   void train(scalar_t* dx, acc_t* sum_g, acc_t* sum_g_xhat) const {
     const int64_t count = l.count();
@@ -141,20 +153,18 @@ struct Backward {
       grad_input<A>(dx, b);
       return;
     }
-    const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
-    at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const ForwardCoefficients<acc_t> f{scale[c], shift[c]};
-        auto [g, gx] = planes.template gradient_sums<A>(dy, x, c, f, mean[c], param);
-        sum_g[c] = g;
-        sum_g_xhat[c] = gx * invstd[c];
-        const auto b = backward_coefficients_train(mean[c], invstd[c], weight[c], g, sum_g_xhat[c], count);
-        for (int64_t n = 0; n < l.batch; ++n) {
-          const int64_t offset = planes.offset(n, c);
-          Plane<scalar_t>::template grad_input<A>(dy + offset, x + offset, dx + offset, l.spatial, f, b, param);
-        }
-      }
-    });
+    std::vector<BackwardCoefficients<acc_t>> b(l.channels);
+    walk_channels<GradientSums>(
+        l, sizeof(scalar_t), plane_sums<A>(), add_sums,
+        [&](int64_t c, const GradientSums& s) {
+          sum_g[c] = s.first;
+          sum_g_xhat[c] = s.second * invstd[c];
+          b[c] = backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g[c], sum_g_xhat[c], count);
+        },
+        [&](int64_t n, int64_t c) {
+          const int64_t o = offset(n, c);
+          Plane<scalar_t>::template grad_input<A>(dy + o, x + o, dx + o, l.spatial, {scale[c], shift[c]}, b[c], param);
+        });
   }
 };
 

@@ -7,6 +7,7 @@
 #include "../common/running_stats.h"
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
+#include "channel_walk.h"
 #include "plane_loops.h"
 #include "row_loops.h"
 
@@ -73,22 +74,22 @@ void train_forward(const at::Tensor& input, const at::Tensor& output, const Kern
     apply_coefficients<scalar_t, A>(x, y, l, scale.data(), shift.data(), param);
     return;
   }
-  // Contiguous: each channel's statistics then its normalisation, back to back, so the second
-  // read of the channel comes from cache rather than memory.
-  const Plane<scalar_t> planes{l.batch, l.channels, l.spatial};
-  at::parallel_for(0, l.channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const WelfordData<acc_t> s = planes.statistics(x, c);
-      mean[c] = s.mean;
-      var[c] = s.m2 / acc_t(s.count);
-      invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
-      const auto f = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
-      for (int64_t n = 0; n < l.batch; ++n) {
-        const int64_t offset = planes.offset(n, c);
-        Plane<scalar_t>::template activate<A>(x + offset, y + offset, l.spatial, f, param);
-      }
-    }
-  });
+  // Contiguous: statistics per plane merged per channel, then the normalisation (channel_walk.h).
+  const auto offset = [&](int64_t n, int64_t c) { return (n * l.channels + c) * l.spatial; };
+  std::vector<ForwardCoefficients<acc_t>> coefficients(l.channels);
+  walk_channels<WelfordData<acc_t>>(
+      l, sizeof(scalar_t),
+      [&](int64_t n, int64_t c) { return Plane<scalar_t>::statistics(x + offset(n, c), l.spatial); },
+      [](const WelfordData<acc_t>& a, const WelfordData<acc_t>& b) { return welford_merge(a, b); },
+      [&](int64_t c, const WelfordData<acc_t>& s) {
+        mean[c] = s.mean;
+        var[c] = s.m2 / acc_t(s.count);
+        invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
+        coefficients[c] = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
+      },
+      [&](int64_t n, int64_t c) {
+        Plane<scalar_t>::template activate<A>(x + offset(n, c), y + offset(n, c), l.spatial, coefficients[c], param);
+      });
 }
 
 }  // namespace

@@ -1,10 +1,15 @@
-// Loops over contiguous (N, C, S) input: channel c is N planes of S values, plane n starting
-// at (n * C + c) * S. The reductions handle one whole channel in a fixed order, so results do
-// not depend on how channels are spread over threads; the elementwise loops take any span of
-// one channel's values.
+// Loops over one plane of contiguous (N, C, S) input: the S consecutive values of sample n,
+// channel c, starting at (n * C + c) * S.
+//
+// Per-channel reductions are defined as: each plane reduced on its own (below), then the
+// planes merged in sample order. forward.cpp and backward.cpp follow that order whether they
+// walk a channel's planes back to back or all planes in memory order, so the bits never
+// depend on the path taken or on the thread count.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+
+#include <utility>
 
 #include "../common/activation.h"
 #include "../common/batch_norm_math.h"
@@ -19,52 +24,74 @@ struct Plane {
   using Vec = at::vec::Vectorized<acc_t>;
   using Blk = Block<scalar_t>;
 
-  const int64_t batch, channels, spatial;
+  // A span short enough that its second pass reads from L1.
+  static constexpr int64_t kSpan = 4096;
 
-  int64_t offset(int64_t n, int64_t c) const { return (n * channels + c) * spatial; }
-
-  // Welford over channel c: lanes of kBlockVecs vectors for the vector body of each plane,
-  // the planes' tails merged into a separate state (Chan), then everything merged in a fixed
-  // order. Returns WelfordData<acc_t>.
-  WelfordData<acc_t> statistics(const scalar_t* x, int64_t c) const {
-    Vec mean[kBlockVecs], m2[kBlockVecs];
-    for (int k = 0; k < kBlockVecs; ++k) mean[k] = m2[k] = Vec(acc_t(0));
-    int64_t lane_count = 0;
-    WelfordData<acc_t> tail;
-    for (int64_t n = 0; n < batch; ++n) {
-      const scalar_t* plane = x + offset(n, c);
-      int64_t i = 0;
-      for (; i + Blk::kSize <= spatial; i += Blk::kSize) {
-        const Vec inv_count(acc_t(1) / acc_t(++lane_count));
-        const Blk b = Blk::load(plane + i);
-        for (int k = 0; k < kBlockVecs; ++k) welford_step(mean[k], m2[k], b.v[k], inv_count);
-      }
-      if (i < spatial) tail = welford_merge(tail, span_statistics(plane + i, spatial - i));
+  // Sum of the span's values in acc_t: kBlockVecs vector accumulators, then the lanes and the
+  // scalar tail in a fixed order. `f` maps each value (a Vec or an acc_t) before summing.
+  template <typename F>
+  static acc_t sum(const scalar_t* x, int64_t length, F&& f) {
+    Vec partial[kBlockVecs];
+    for (int k = 0; k < kBlockVecs; ++k) partial[k] = Vec(acc_t(0));
+    int64_t i = 0;
+    for (; i + Blk::kSize <= length; i += Blk::kSize) {
+      const Blk b = Blk::load(x + i);
+      for (int k = 0; k < kBlockVecs; ++k) partial[k] = partial[k] + f(b.v[k]);
     }
+    for (int k = 1; k < kBlockVecs; ++k) partial[0] = partial[0] + partial[k];
+    acc_t total = at::vec::vec_reduce_all([](Vec a, Vec b) { return a + b; }, partial[0]);
+    for (; i < length; ++i) total += f(acc_t(x[i]));
+    return total;
+  }
+
+  // Mean and m2 of the plane: each span exactly in two passes (mean, then squared deviations
+  // from it, the second pass from L1), spans merged with Chan's formula. Never E[x²] - E[x]².
+  static WelfordData<acc_t> statistics(const scalar_t* x, int64_t length) {
     WelfordData<acc_t> total;
-    if (lane_count > 0) {
-      acc_t lane_mean[Blk::kSize], lane_m2[Blk::kSize];
-      for (int k = 0; k < kBlockVecs; ++k) {
-        mean[k].store(lane_mean + k * Vec::size());
-        m2[k].store(lane_m2 + k * Vec::size());
-      }
-      for (int64_t j = 0; j < Blk::kSize; ++j) total = welford_merge(total, {lane_mean[j], lane_m2[j], lane_count});
+    for (int64_t start = 0; start < length; start += kSpan) {
+      const int64_t n = std::min(kSpan, length - start);
+      const acc_t mean = sum(x + start, n, [](auto v) { return v; }) / acc_t(n);
+      const acc_t m2 = sum(x + start, n, [mean](auto v) {
+        const auto d = v - decltype(v)(mean);
+        return d * d;
+      });
+      total = welford_merge(total, {mean, m2, n});
     }
-    return welford_merge(total, tail);
+    return total;
   }
 
-  // Mean and m2 of a short span (a plane's tail, under one block) in two passes over values
-  // still in registers or L1: one division for the span rather than one per value.
-  static WelfordData<acc_t> span_statistics(const scalar_t* x, int64_t length) {
-    acc_t sum = 0;
-    for (int64_t i = 0; i < length; ++i) sum += acc_t(x[i]);
-    const acc_t mean = sum / acc_t(length);
-    acc_t m2 = 0;
-    for (int64_t i = 0; i < length; ++i) m2 += (acc_t(x[i]) - mean) * (acc_t(x[i]) - mean);
-    return {mean, m2, length};
+  // (Σg, Σ g·(x - mean)) over the plane, g = dy·act'(x * scale + shift).
+  template <Activation A>
+  static std::pair<acc_t, acc_t> gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t length,
+                                               ForwardCoefficients<acc_t> f, acc_t mean, acc_t param) {
+    const Vec scale(f.scale), shift(f.shift), vparam(param), vmean(mean);
+    Vec sum_g[kBlockVecs], sum_gx[kBlockVecs];
+    for (int k = 0; k < kBlockVecs; ++k) sum_g[k] = sum_gx[k] = Vec(acc_t(0));
+    int64_t i = 0;
+    for (; i + Blk::kSize <= length; i += Blk::kSize) {
+      const Blk xb = Blk::load(x + i), gb = Blk::load(dy + i);
+      for (int k = 0; k < kBlockVecs; ++k) {
+        const Vec g = gb.v[k] * ActivationFn<A>::derivative(at::vec::fmadd(xb.v[k], scale, shift), vparam);
+        sum_g[k] = sum_g[k] + g;
+        sum_gx[k] = at::vec::fmadd(g, xb.v[k] - vmean, sum_gx[k]);
+      }
+    }
+    for (int k = 1; k < kBlockVecs; ++k) {
+      sum_g[0] = sum_g[0] + sum_g[k];
+      sum_gx[0] = sum_gx[0] + sum_gx[k];
+    }
+    const auto add = [](Vec a, Vec b) { return a + b; };
+    acc_t total_g = at::vec::vec_reduce_all(add, sum_g[0]), total_gx = at::vec::vec_reduce_all(add, sum_gx[0]);
+    for (; i < length; ++i) {
+      const acc_t xv = acc_t(x[i]);
+      const acc_t g = acc_t(dy[i]) * ActivationFn<A>::derivative(xv * f.scale + f.shift, param);
+      total_g += g;
+      total_gx += g * (xv - mean);
+    }
+    return {total_g, total_gx};
   }
 
-  // y = act(x * scale + shift) over `length` consecutive values of one channel.
+  // y = act(x * scale + shift) over the plane.
   template <Activation A>
   static void activate(const scalar_t* x, scalar_t* y, int64_t length, ForwardCoefficients<acc_t> f, acc_t param) {
     const Vec scale(f.scale), shift(f.shift), vparam(param);
@@ -77,48 +104,7 @@ struct Plane {
     for (; i < length; ++i) y[i] = scalar_t(ActivationFn<A>::forward(acc_t(x[i]) * f.scale + f.shift, param));
   }
 
-  // (Σg, Σ g·(x - mean)) over channel c, g = dy·act'(x * scale + shift).
-  template <Activation A>
-  std::pair<acc_t, acc_t> gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t c,
-                                        ForwardCoefficients<acc_t> f, acc_t mean, acc_t param) const {
-    const Vec scale(f.scale), shift(f.shift), vparam(param), vmean(mean);
-    Vec sum_g[kBlockVecs], sum_gx[kBlockVecs];
-    for (int k = 0; k < kBlockVecs; ++k) sum_g[k] = sum_gx[k] = Vec(acc_t(0));
-    acc_t tail_g = 0, tail_gx = 0;
-    for (int64_t n = 0; n < batch; ++n) {
-      const int64_t base = offset(n, c);
-      int64_t i = 0;
-      for (; i + Blk::kSize <= spatial; i += Blk::kSize) {
-        const Blk xb = Blk::load(x + base + i), gb = Blk::load(dy + base + i);
-        for (int k = 0; k < kBlockVecs; ++k) {
-          const Vec g = gb.v[k] * ActivationFn<A>::derivative(at::vec::fmadd(xb.v[k], scale, shift), vparam);
-          sum_g[k] = sum_g[k] + g;
-          sum_gx[k] = at::vec::fmadd(g, xb.v[k] - vmean, sum_gx[k]);
-        }
-      }
-      for (; i < spatial; ++i) {
-        const acc_t xv = acc_t(x[base + i]);
-        const acc_t g = acc_t(dy[base + i]) * ActivationFn<A>::derivative(xv * f.scale + f.shift, param);
-        tail_g += g;
-        tail_gx += g * (xv - mean);
-      }
-    }
-    for (int k = 1; k < kBlockVecs; ++k) {
-      sum_g[0] = sum_g[0] + sum_g[k];
-      sum_gx[0] = sum_gx[0] + sum_gx[k];
-    }
-    acc_t lanes_g[Vec::size()], lanes_gx[Vec::size()];
-    sum_g[0].store(lanes_g);
-    sum_gx[0].store(lanes_gx);
-    for (int64_t j = 0; j < Vec::size(); ++j) {
-      tail_g += lanes_g[j];
-      tail_gx += lanes_gx[j];
-    }
-    return {tail_g, tail_gx};
-  }
-
-  // dx = g * b.grad_scale + x * b.x_scale + b.shift over `length` consecutive values of one
-  // channel, g = dy·act'(x * scale + shift).
+  // dx = g * b.grad_scale + x * b.x_scale + b.shift over the plane, g = dy·act'(x * scale + shift).
   template <Activation A>
   static void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t length,
                          ForwardCoefficients<acc_t> f, BackwardCoefficients<acc_t> b, acc_t param) {
