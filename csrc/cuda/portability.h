@@ -7,7 +7,9 @@
 //   __host__, __forceinline__, __restrict__, __syncthreads, __syncwarp, __shfl_sync,
 //   __shfl_down_sync, __shfl_xor_sync, atomicAdd (float, double, int, unsigned), __threadfence.
 // - Shared memory only through FUSEDBN_SHARED_ARRAY(T, name, count) and
-//   FUSEDBN_DYNAMIC_SHARED(T, name): the harness checks bounds and races on them.
+//   FUSEDBN_DYNAMIC_SHARED(T, name): the harness checks bounds and races on them. There
+//   `name` is a checked handle, not a T*: read an element into a typed local (not `auto`),
+//   assign whole elements, and pass arrays to helpers through a template parameter.
 // - Global memory only through load / store (and load_vector / store_vector): free under
 //   nvcc; under the harness they count the bytes each launch moves.
 // - Launch only through launch_kernel(kernel, grid, block, shared_bytes, stream, args...).
@@ -19,6 +21,16 @@
 
 #include "../common/macros.h"
 
+namespace fusedbn::device {
+
+// N consecutive values moved as one aligned access (128 bits when sizeof(T) * N == 16).
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vector {
+  T value[N];
+};
+
+}  // namespace fusedbn::device
+
 #if defined(FUSEDBN_SIMT)
 #include "../simt/simt.h"
 #else
@@ -29,12 +41,6 @@
 #define FUSEDBN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
 
 namespace fusedbn::device {
-
-// N consecutive values moved as one aligned access (128 bits when sizeof(T) * N == 16).
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Vector {
-  T value[N];
-};
 
 template <typename T>
 __device__ __forceinline__ T load(const T* p) { return *p; }
