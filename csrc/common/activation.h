@@ -70,9 +70,10 @@ struct ActivationFn<Activation::ELU> {
   static FUSEDBN_HOST_DEVICE FUSEDBN_INLINE T forward(T z, T alpha) {
     return Elementwise<T>::select(z <= T(0), alpha * Elementwise<T>::expm1(z), z);
   }
+  // PyTorch's vectorised elu_backward tests z > 0, so NaN takes the exponential branch.
   template <typename T>
   static FUSEDBN_HOST_DEVICE FUSEDBN_INLINE T derivative(T z, T alpha) {
-    return Elementwise<T>::select(z <= T(0), alpha * Elementwise<T>::exp(z), T(1));
+    return Elementwise<T>::select(z > T(0), T(1), alpha * Elementwise<T>::exp(z));
   }
 };
 

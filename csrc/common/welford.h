@@ -32,10 +32,10 @@ FUSEDBN_HOST_DEVICE FUSEDBN_INLINE void welford_step(T& mean, T& m2, T x, T inv_
 template <typename acc_t>
 FUSEDBN_HOST_DEVICE FUSEDBN_INLINE WelfordData<acc_t> welford_merge(const WelfordData<acc_t>& a,
                                                                     const WelfordData<acc_t>& b) {
+  // An empty side contributes nothing (and must not: delta² could overflow).
+  if (b.count == 0) return a;
+  if (a.count == 0) return b;
   const int64_t count = a.count + b.count;
-  if (count == 0) {
-    return a;
-  }
   const acc_t b_share = acc_t(b.count) / acc_t(count);
   const acc_t delta = b.mean - a.mean;
   WelfordData<acc_t> out;

@@ -114,7 +114,7 @@ struct Backward {
   }
 
   // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over the whole tensor.
-  template <Activation A>
+  template <Activation A, bool kBatchStatistics>
   void grad_input(scalar_t* dx, const std::vector<BackwardCoefficients<acc_t>>& b) const {
     if (l.channels_last) {
       std::vector<acc_t> grad_scale(l.channels), x_scale(l.channels), dx_shift(l.channels);
@@ -125,7 +125,7 @@ struct Backward {
       }
       const Rows<scalar_t> rows{l.channels};
       at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
-        rows.template grad_input<A>(dy, x, dx, begin, end, scale.data(), shift.data(), grad_scale.data(),
+        rows.template grad_input<A, kBatchStatistics>(dy, x, dx, begin, end, scale.data(), shift.data(), grad_scale.data(),
                                     x_scale.data(), dx_shift.data(), param);
       });
       return;
@@ -133,7 +133,7 @@ struct Backward {
     at::parallel_for(0, l.batch * l.channels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t c = p % l.channels, offset = p * l.spatial;
-        Plane<scalar_t>::template grad_input<A>(dy + offset, x + offset, dx + offset, l.spatial,
+        Plane<scalar_t>::template grad_input<A, kBatchStatistics>(dy + offset, x + offset, dx + offset, l.spatial,
                                                 {scale[c], shift[c]}, b[c], param);
       }
     });
@@ -150,7 +150,7 @@ struct Backward {
         sum_g_xhat[c] *= invstd[c];
         b[c] = backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g[c], sum_g_xhat[c], count);
       }
-      grad_input<A>(dx, b);
+      grad_input<A, true>(dx, b);
       return;
     }
     std::vector<BackwardCoefficients<acc_t>> b(l.channels);
@@ -163,7 +163,7 @@ struct Backward {
         },
         [&](int64_t n, int64_t c) {
           const int64_t o = offset(n, c);
-          Plane<scalar_t>::template grad_input<A>(dy + o, x + o, dx + o, l.spatial, {scale[c], shift[c]}, b[c], param);
+          Plane<scalar_t>::template grad_input<A, true>(dy + o, x + o, dx + o, l.spatial, {scale[c], shift[c]}, b[c], param);
         });
   }
 };
@@ -231,7 +231,7 @@ at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at:
     for (int64_t c = 0; c < backward.l.channels; ++c) {
       b[c] = backward_coefficients_eval(backward.invstd[c], backward.weight[c]);
     }
-    backward.template grad_input<decltype(a)::value>(grad_input.mutable_data_ptr<scalar_t>(), b);
+    backward.template grad_input<decltype(a)::value, false>(grad_input.mutable_data_ptr<scalar_t>(), b);
   });
   return grad_input;
 }

@@ -40,9 +40,11 @@ at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at:
 
 // Rows per reduction chunk of channels_last input. It depends on C alone, never on the thread
 // count, so that reductions are bitwise reproducible.
+// About 64 KiB of float32 values, so a chunk's second pass reads from cache; at least 64 rows,
+// so that the per-chunk partial results stay small next to the tensor.
 inline int64_t rows_per_chunk(int64_t channels) {
-  constexpr int64_t kChunkValues = 1 << 14;
-  return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(channels, 1));
+  constexpr int64_t kChunkValues = 1 << 14, kMinRows = 64;
+  return std::max<int64_t>(kMinRows, kChunkValues / std::max<int64_t>(channels, 1));
 }
 
 // scale/shift per channel from the statistics and the affine parameters, into acc_t arrays.

@@ -25,18 +25,23 @@ struct Rows {
     for (int64_t c = 0; c < channels; c += Vec::size()) f(c, std::min<int64_t>(Vec::size(), channels - c));
   }
 
-  // Welford over rows [begin, end): writes each channel's mean and m2 (count: end - begin).
+  // Mean and m2 of each channel over rows [begin, end) (count: end - begin), exactly, in two
+  // passes over a chunk small enough to stay in cache: the sum, then the squared deviations
+  // from the mean. Chunks are merged with Chan's formula by the caller. Never E[x²] - E[x]².
   void statistics(const scalar_t* x, int64_t begin, int64_t end, acc_t* mean, acc_t* m2) const {
     std::fill(mean, mean + channels, acc_t(0));
     std::fill(m2, m2 + channels, acc_t(0));
     for (int64_t r = begin; r < end; ++r) {
-      const Vec inv_count(acc_t(1) / acc_t(r - begin + 1));
-      const scalar_t* row = x + r * channels;
       for_each_vector([&](int64_t c, int64_t count) {
-        Vec m = Vec::loadu(mean + c, count), s = Vec::loadu(m2 + c, count);
-        welford_step(m, s, load_lanes(row + c, count), inv_count);
-        m.store(mean + c, count);
-        s.store(m2 + c, count);
+        (Vec::loadu(mean + c, count) + load_lanes(x + r * channels + c, count)).store(mean + c, count);
+      });
+    }
+    const Vec inv_count(acc_t(1) / acc_t(end - begin));
+    for_each_vector([&](int64_t c, int64_t count) { (Vec::loadu(mean + c, count) * inv_count).store(mean + c, count); });
+    for (int64_t r = begin; r < end; ++r) {
+      for_each_vector([&](int64_t c, int64_t count) {
+        const Vec d = load_lanes(x + r * channels + c, count) - Vec::loadu(mean + c, count);
+        at::vec::fmadd(d, d, Vec::loadu(m2 + c, count)).store(m2 + c, count);
       });
     }
   }
@@ -73,8 +78,9 @@ struct Rows {
     }
   }
 
-  // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over rows [begin, end).
-  template <Activation A>
+  // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over rows [begin, end); the x term
+  // only with batch statistics (see Plane::grad_input).
+  template <Activation A, bool kBatchStatistics>
   void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t begin, int64_t end,
                   const acc_t* scale, const acc_t* shift, const acc_t* grad_scale, const acc_t* x_scale,
                   const acc_t* dx_shift, acc_t param) const {
@@ -85,8 +91,11 @@ struct Rows {
         const Vec xv = load_lanes(x + base + c, count);
         const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
         const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
-        const Vec affine = at::vec::fmadd(xv, Vec::loadu(x_scale + c, count), Vec::loadu(dx_shift + c, count));
-        store_lanes(dx + base + c, at::vec::fmadd(g, Vec::loadu(grad_scale + c, count), affine), count);
+        Vec out = g * Vec::loadu(grad_scale + c, count);
+        if constexpr (kBatchStatistics) {
+          out = out + at::vec::fmadd(xv, Vec::loadu(x_scale + c, count), Vec::loadu(dx_shift + c, count));
+        }
+        store_lanes(dx + base + c, out, count);
       });
     }
   }
