@@ -54,6 +54,13 @@ extensions = [
         # at::parallel_for runs serially unless the extension itself is built with OpenMP.
         extra_link_args=["-fopenmp"],
     ),
+    # The CUDA kernel source run on the CPU by the SIMT harness (no OpenMP: blocks run one
+    # at a time by design).
+    CppExtension(
+        "fusedbn._simt",
+        sources=sources("register_simt.cpp"),
+        extra_compile_args={"cxx": ["-O2", "-std=c++20", "-fvisibility=hidden"]},
+    ),
 ]
 
 setup(

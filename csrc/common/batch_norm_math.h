@@ -58,4 +58,12 @@ FUSEDBN_HOST_DEVICE FUSEDBN_INLINE BackwardCoefficients<acc_t> backward_coeffici
   return {weight * invstd, acc_t(0), acc_t(0)};
 }
 
+// dx = g * grad_scale + x * x_scale + shift for one value (T: a scalar or a vector). Without batch statistics (eval) the x term is
+// left out rather than multiplied by zero, so an infinite x gets PyTorch's finite gradient.
+template <typename T>
+FUSEDBN_HOST_DEVICE FUSEDBN_INLINE T grad_input_value(T g, T x, T grad_scale, T x_scale, T shift,
+                                                      bool batch_statistics) {
+  return batch_statistics ? g * grad_scale + (x * x_scale + shift) : g * grad_scale;
+}
+
 }  // namespace fusedbn

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "../common/op_args.h"
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
 #include "channel_walk.h"
@@ -16,42 +17,7 @@ namespace {
 
 using detail::KernelLayout;
 
-// The arguments every backward op shares, checked, in the kernels' layout, per-channel values
-// as contiguous accumulation-dtype tensors.
-struct BackwardArgs {
-  at::Tensor grad_output, input, mean, invstd, weight, bias;
-  KernelLayout layout;
-  Activation activation;
-  double param;
-};
-
-BackwardArgs prepare(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean,
-                     const at::Tensor& invstd, const std::optional<at::Tensor>& weight,
-                     const std::optional<at::Tensor>& bias, c10::string_view activation, double negative_slope,
-                     double alpha) {
-  detail::check_input(input);
-  TORCH_CHECK(grad_output.sizes() == input.sizes(), "fusedbn: grad_output has shape ", grad_output.sizes(),
-              " but input has shape ", input.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "fusedbn: grad_output dtype ",
-              grad_output.scalar_type(), " differs from input dtype ", input.scalar_type());
-  TORCH_CHECK(grad_output.device() == input.device(), "fusedbn: grad_output and input are on different devices");
-  detail::check_per_channel(mean, "mean", input);
-  detail::check_per_channel(invstd, "invstd", input);
-  detail::check_per_channel(weight, "weight", input);
-  detail::check_per_channel(bias, "bias", input);
-  const auto format = detail::kernel_memory_format(input);
-  const at::Tensor x = input.contiguous(format);
-  const Activation act = detail::parse_activation(activation);
-  return {grad_output.contiguous(format),
-          x,
-          detail::per_channel_acc(mean, x, 0.0),
-          detail::per_channel_acc(invstd, x, 1.0),
-          detail::per_channel_acc(weight, x, 1.0),
-          detail::per_channel_acc(bias, x, 0.0),
-          detail::kernel_layout(x),
-          act,
-          detail::activation_parameter(act, negative_slope, alpha)};
-}
+using detail::BackwardArgs;
 
 template <typename scalar_t, typename acc_t = acc_type<scalar_t>>
 struct Backward {
@@ -188,7 +154,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_train(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, c10::string_view activation,
     double negative_slope, double alpha) {
-  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  const BackwardArgs args = detail::prepare_backward(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
   at::Tensor grad_input = at::empty_like(args.input);
   at::Tensor sum_g = at::zeros_like(args.mean), sum_g_xhat = at::zeros_like(args.mean);
   if (args.input.numel() == 0) return {grad_input, sum_g, sum_g_xhat};
@@ -205,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, c10::string_view activation,
     double negative_slope, double alpha) {
-  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  const BackwardArgs args = detail::prepare_backward(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
   at::Tensor sum_g = at::zeros_like(args.mean), sum_g_xhat = at::zeros_like(args.mean);
   if (args.input.numel() == 0) return {sum_g, sum_g_xhat};
   dispatch(args, [&](const auto& backward, auto a) {
@@ -221,7 +187,7 @@ at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at:
                                         const std::optional<at::Tensor>& weight,
                                         const std::optional<at::Tensor>& bias, c10::string_view activation,
                                         double negative_slope, double alpha) {
-  const BackwardArgs args = prepare(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  const BackwardArgs args = detail::prepare_backward(grad_output, input, mean, invstd, weight, bias, activation, negative_slope, alpha);
   at::Tensor grad_input = at::empty_like(args.input);
   if (args.input.numel() == 0) return grad_input;
   dispatch(args, [&](const auto& backward, auto a) {

@@ -104,9 +104,7 @@ struct Plane {
     for (; i < length; ++i) y[i] = scalar_t(ActivationFn<A>::forward(acc_t(x[i]) * f.scale + f.shift, param));
   }
 
-  // dx = g * b.grad_scale + x * b.x_scale + b.shift over the plane, g = dy·act'(x * scale + shift).
-  // Without batch statistics (eval) the x term is left out rather than multiplied by zero, so
-  // an infinite x gives the finite gradient PyTorch gives.
+  // dx over the plane (grad_input_value), g = dy·act'(x * scale + shift).
   template <Activation A, bool kBatchStatistics>
   static void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t length,
                          ForwardCoefficients<acc_t> f, BackwardCoefficients<acc_t> b, acc_t param) {
@@ -118,15 +116,14 @@ struct Plane {
       Blk gb = Blk::load(dy + i);
       for (int k = 0; k < kBlockVecs; ++k) {
         const Vec g = gb.v[k] * ActivationFn<A>::derivative(at::vec::fmadd(xb.v[k], scale, shift), vparam);
-        gb.v[k] = kBatchStatistics ? at::vec::fmadd(g, grad_scale, at::vec::fmadd(xb.v[k], x_scale, dx_shift))
-                                   : g * grad_scale;
+        gb.v[k] = grad_input_value(g, xb.v[k], grad_scale, x_scale, dx_shift, kBatchStatistics);
       }
       gb.store(dx + i);
     }
     for (; i < length; ++i) {
       const acc_t xv = acc_t(x[i]);
       const acc_t g = acc_t(dy[i]) * ActivationFn<A>::derivative(xv * f.scale + f.shift, param);
-      dx[i] = scalar_t(kBatchStatistics ? g * b.grad_scale + (xv * b.x_scale + b.shift) : g * b.grad_scale);
+      dx[i] = scalar_t(grad_input_value(g, xv, b.grad_scale, b.x_scale, b.shift, kBatchStatistics));
     }
   }
 };

@@ -7,6 +7,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include "../common/activation.h"
+#include "../common/batch_norm_math.h"
 #include "../common/welford.h"
 #include "vectorized.h"
 
@@ -78,8 +79,7 @@ struct Rows {
     }
   }
 
-  // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over rows [begin, end); the x term
-  // only with batch statistics (see Plane::grad_input).
+  // dx over rows [begin, end) (grad_input_value), from per-channel coefficient arrays.
   template <Activation A, bool kBatchStatistics>
   void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t begin, int64_t end,
                   const acc_t* scale, const acc_t* shift, const acc_t* grad_scale, const acc_t* x_scale,
@@ -91,10 +91,8 @@ struct Rows {
         const Vec xv = load_lanes(x + base + c, count);
         const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
         const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
-        Vec out = g * Vec::loadu(grad_scale + c, count);
-        if constexpr (kBatchStatistics) {
-          out = out + at::vec::fmadd(xv, Vec::loadu(x_scale + c, count), Vec::loadu(dx_shift + c, count));
-        }
+        const Vec out = grad_input_value(g, xv, Vec::loadu(grad_scale + c, count), Vec::loadu(x_scale + c, count),
+                                         Vec::loadu(dx_shift + c, count), kBatchStatistics);
         store_lanes(dx + base + c, out, count);
       });
     }

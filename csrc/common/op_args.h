@@ -1,0 +1,50 @@
+// The checked, prepared arguments of the backward ops, shared by every backend's host code.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+
+#include "tensor_checks.h"
+
+namespace fusedbn::detail {
+
+// The arguments every backward op shares, checked, in the kernels' layout, the per-channel
+// values as contiguous accumulation-dtype tensors.
+struct BackwardArgs {
+  at::Tensor grad_output, input, mean, invstd, weight, bias;
+  KernelLayout layout;
+  Activation activation;
+  double param;
+};
+
+inline BackwardArgs prepare_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& mean,
+                                     const at::Tensor& invstd, const std::optional<at::Tensor>& weight,
+                                     const std::optional<at::Tensor>& bias, c10::string_view activation,
+                                     double negative_slope, double alpha) {
+  check_input(input);
+  TORCH_CHECK(grad_output.sizes() == input.sizes(), "fusedbn: grad_output has shape ", grad_output.sizes(),
+              " but input has shape ", input.sizes());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "fusedbn: grad_output dtype ",
+              grad_output.scalar_type(), " differs from input dtype ", input.scalar_type());
+  TORCH_CHECK(grad_output.device() == input.device(), "fusedbn: grad_output and input are on different devices");
+  check_per_channel(mean, "mean", input);
+  check_per_channel(invstd, "invstd", input);
+  check_per_channel(weight, "weight", input);
+  check_per_channel(bias, "bias", input);
+  const auto format = kernel_memory_format(input);
+  const at::Tensor x = input.contiguous(format);
+  const Activation act = parse_activation(activation);
+  return {grad_output.contiguous(format),
+          x,
+          per_channel_acc(mean, x, 0.0),
+          per_channel_acc(invstd, x, 1.0),
+          per_channel_acc(weight, x, 1.0),
+          per_channel_acc(bias, x, 0.0),
+          kernel_layout(x),
+          act,
+          activation_parameter(act, negative_slope, alpha)};
+}
+
+}  // namespace fusedbn::detail
