@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../common/running_stats.h"
+#include "../common/op_args.h"
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
 #include "channel_walk.h"
@@ -95,66 +96,44 @@ void train_forward(const at::Tensor& input, const at::Tensor& output, const Kern
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_train(
-    const at::Tensor& input_, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double momentum,
     double eps, c10::string_view activation, double negative_slope, double alpha) {
-  detail::check_input(input_);
-  detail::check_per_channel(weight, "weight", input_);
-  detail::check_per_channel(bias, "bias", input_);
-  detail::check_per_channel(running_mean, "running_mean", input_);
-  detail::check_per_channel(running_var, "running_var", input_);
-  const Activation act = detail::parse_activation(activation);
-  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
-  const KernelLayout layout = detail::kernel_layout(input);
-  const auto acc_options = input.options().dtype(detail::accumulation_type(input.scalar_type()));
-  at::Tensor output = at::empty_like(input);
-  at::Tensor mean = at::zeros({layout.channels}, acc_options);
-  at::Tensor var = at::zeros({layout.channels}, acc_options);
-  at::Tensor invstd = at::full({layout.channels}, 1.0 / std::sqrt(eps), acc_options);
-  if (layout.count() == 0) return {output, mean, invstd};  // nothing to normalise; as nn.BatchNorm
-
-  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_train_cpu", [&] {
+  auto a = detail::prepare_train(input, weight, bias, running_mean, running_var, eps, activation, negative_slope,
+                                 alpha);
+  if (a.layout.count() == 0) return {a.output, a.mean, a.invstd};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "batch_norm_act_train_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
-    detail::dispatch_activation(act, [&](auto a) {
-      train_forward<scalar_t, decltype(a)::value>(
-          input, output, layout, w.const_data_ptr<acc_t>(), b.const_data_ptr<acc_t>(), acc_t(eps),
-          acc_t(detail::activation_parameter(act, negative_slope, alpha)), mean.mutable_data_ptr<acc_t>(),
-          var.mutable_data_ptr<acc_t>(), invstd.mutable_data_ptr<acc_t>());
+    detail::dispatch_activation(a.activation, [&](auto act) {
+      train_forward<scalar_t, decltype(act)::value>(
+          a.input, a.output, a.layout, a.weight.const_data_ptr<acc_t>(), a.bias.const_data_ptr<acc_t>(), acc_t(eps),
+          acc_t(a.param), a.mean.mutable_data_ptr<acc_t>(), a.var.mutable_data_ptr<acc_t>(),
+          a.invstd.mutable_data_ptr<acc_t>());
     });
   });
-  detail::update_running_stats(running_mean, running_var, mean, var, layout.count(), momentum);
-  return {output, mean, invstd};
+  detail::update_running_stats(running_mean, running_var, a.mean, a.var, a.layout.count(), momentum);
+  return {a.output, a.mean, a.invstd};
 }
 
-at::Tensor batch_norm_act_forward(const at::Tensor& input_, const at::Tensor& mean, const at::Tensor& invstd,
+at::Tensor batch_norm_act_forward(const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
                                   const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
                                   c10::string_view activation, double negative_slope, double alpha) {
-  detail::check_input(input_);
-  detail::check_per_channel(mean, "mean", input_);
-  detail::check_per_channel(invstd, "invstd", input_);
-  detail::check_per_channel(weight, "weight", input_);
-  detail::check_per_channel(bias, "bias", input_);
-  const Activation act = detail::parse_activation(activation);
-  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
-  const KernelLayout layout = detail::kernel_layout(input);
-  at::Tensor output = at::empty_like(input);
-  if (input.numel() == 0) return output;
-
-  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
-  const at::Tensor m = detail::per_channel_acc(mean, input, 0.0), s = detail::per_channel_acc(invstd, input, 1.0);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_forward_cpu", [&] {
+  auto a = detail::prepare_forward(input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  if (a.input.numel() == 0) return a.output;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "batch_norm_act_forward_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
-    std::vector<acc_t> scale(layout.channels), shift(layout.channels);
-    fill_forward_coefficients(m.const_data_ptr<acc_t>(), s.const_data_ptr<acc_t>(), w.const_data_ptr<acc_t>(),
-                              b.const_data_ptr<acc_t>(), layout.channels, scale.data(), shift.data());
-    detail::dispatch_activation(act, [&](auto a) {
-      apply_coefficients<scalar_t, decltype(a)::value>(
-          input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), layout, scale.data(), shift.data(),
-          acc_t(detail::activation_parameter(act, negative_slope, alpha)));
+    const int64_t C = a.layout.channels;
+    std::vector<acc_t> scale(C), shift(C);
+    fill_forward_coefficients(a.mean.const_data_ptr<acc_t>(), a.invstd.const_data_ptr<acc_t>(),
+                              a.weight.const_data_ptr<acc_t>(), a.bias.const_data_ptr<acc_t>(), C, scale.data(),
+                              shift.data());
+    detail::dispatch_activation(a.activation, [&](auto act) {
+      apply_coefficients<scalar_t, decltype(act)::value>(a.input.const_data_ptr<scalar_t>(),
+                                                         a.output.mutable_data_ptr<scalar_t>(), a.layout,
+                                                         scale.data(), shift.data(), acc_t(a.param));
     });
   });
-  return output;
+  return a.output;
 }
 
 }  // namespace fusedbn::cpu

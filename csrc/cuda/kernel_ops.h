@@ -83,72 +83,49 @@ inline void grad_input(const detail::BackwardArgs& a, const at::Tensor& sum_g, c
 
 template <typename Device>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_train(
-    const at::Tensor& input_, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double momentum,
     double eps, c10::string_view activation, double negative_slope, double alpha) {
-  detail::check_input(input_);
-  const auto guard = Device::checked_guard(input_);
-  detail::check_per_channel(weight, "weight", input_);
-  detail::check_per_channel(bias, "bias", input_);
-  detail::check_per_channel(running_mean, "running_mean", input_);
-  detail::check_per_channel(running_var, "running_var", input_);
-  const Activation act = detail::parse_activation(activation);
-  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
-  const detail::KernelLayout layout = detail::kernel_layout(input);
-  const auto acc_options = input.options().dtype(detail::accumulation_type(input.scalar_type()));
-  at::Tensor output = at::empty_like(input);
-  at::Tensor mean = at::zeros({layout.channels}, acc_options);
-  at::Tensor var = at::zeros({layout.channels}, acc_options);
-  at::Tensor invstd = at::full({layout.channels}, 1.0 / std::sqrt(eps), acc_options);
-  if (layout.count() == 0) return {output, mean, invstd};  // nothing to normalise; as nn.BatchNorm
-  if (input.numel() == 0) return {output, mean, invstd};   // C == 0: no channel to launch for
-
-  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
-  const Shape shape = kernel_shape(layout);
+  detail::check_input(input);
+  const auto guard = Device::checked_guard(input);
+  auto a = detail::prepare_train(input, weight, bias, running_mean, running_var, eps, activation, negative_slope,
+                                 alpha);
+  if (a.layout.count() == 0) return {a.output, a.mean, a.invstd};
+  const Shape shape = kernel_shape(a.layout);
   const cudaStream_t stream = Device::stream();
-  dispatch(input, act, [&](auto scalar, auto a) {
+  dispatch(a.input, a.activation, [&](auto scalar, auto act) {
     using scalar_t = decltype(scalar);
     using acc_t = acc_type<scalar_t>;
-    const scalar_t* x = input.const_data_ptr<scalar_t>();
-    const at::Tensor ws = workspace(statistics_workspace_bytes<scalar_t, acc_t>(shape), input);
-    launch_batch_statistics<scalar_t, acc_t>(x, shape, acc_t(eps), mean.mutable_data_ptr<acc_t>(),
-                                             var.mutable_data_ptr<acc_t>(), invstd.mutable_data_ptr<acc_t>(),
+    const scalar_t* x = a.input.const_data_ptr<scalar_t>();
+    const at::Tensor ws = workspace(statistics_workspace_bytes<scalar_t, acc_t>(shape), a.input);
+    launch_batch_statistics<scalar_t, acc_t>(x, shape, acc_t(eps), a.mean.mutable_data_ptr<acc_t>(),
+                                             a.var.mutable_data_ptr<acc_t>(), a.invstd.mutable_data_ptr<acc_t>(),
                                              ws.mutable_data_ptr(), stream);
-    launch_forward<scalar_t, acc_t, decltype(a)::value>(
-        x, output.mutable_data_ptr<scalar_t>(), shape, channel_params<acc_t>(mean, invstd, w, b),
-        acc_t(detail::activation_parameter(act, negative_slope, alpha)), stream);
+    launch_forward<scalar_t, acc_t, decltype(act)::value>(
+        x, a.output.mutable_data_ptr<scalar_t>(), shape, channel_params<acc_t>(a.mean, a.invstd, a.weight, a.bias),
+        acc_t(a.param), stream);
   });
-  detail::update_running_stats(running_mean, running_var, mean, var, layout.count(), momentum);
-  return {output, mean, invstd};
+  detail::update_running_stats(running_mean, running_var, a.mean, a.var, a.layout.count(), momentum);
+  return {a.output, a.mean, a.invstd};
 }
 
 template <typename Device>
-at::Tensor batch_norm_act_forward(const at::Tensor& input_, const at::Tensor& mean, const at::Tensor& invstd,
+at::Tensor batch_norm_act_forward(const at::Tensor& input, const at::Tensor& mean, const at::Tensor& invstd,
                                   const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
                                   c10::string_view activation, double negative_slope, double alpha) {
-  detail::check_input(input_);
-  const auto guard = Device::checked_guard(input_);
-  detail::check_per_channel(mean, "mean", input_);
-  detail::check_per_channel(invstd, "invstd", input_);
-  detail::check_per_channel(weight, "weight", input_);
-  detail::check_per_channel(bias, "bias", input_);
-  const Activation act = detail::parse_activation(activation);
-  const at::Tensor input = input_.contiguous(detail::kernel_memory_format(input_));
-  at::Tensor output = at::empty_like(input);
-  if (input.numel() == 0) return output;
-
-  const at::Tensor w = detail::per_channel_acc(weight, input, 1.0), b = detail::per_channel_acc(bias, input, 0.0);
-  const at::Tensor m = detail::per_channel_acc(mean, input, 0.0), s = detail::per_channel_acc(invstd, input, 1.0);
-  const Shape shape = kernel_shape(detail::kernel_layout(input));
+  detail::check_input(input);
+  const auto guard = Device::checked_guard(input);
+  auto a = detail::prepare_forward(input, mean, invstd, weight, bias, activation, negative_slope, alpha);
+  if (a.input.numel() == 0) return a.output;
   const cudaStream_t stream = Device::stream();
-  dispatch(input, act, [&](auto scalar, auto a) {
+  dispatch(a.input, a.activation, [&](auto scalar, auto act) {
     using scalar_t = decltype(scalar);
     using acc_t = acc_type<scalar_t>;
-    launch_forward<scalar_t, acc_t, decltype(a)::value>(
-        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), shape,
-        channel_params<acc_t>(m, s, w, b), acc_t(detail::activation_parameter(act, negative_slope, alpha)), stream);
+    launch_forward<scalar_t, acc_t, decltype(act)::value>(
+        a.input.const_data_ptr<scalar_t>(), a.output.mutable_data_ptr<scalar_t>(), kernel_shape(a.layout),
+        channel_params<acc_t>(a.mean, a.invstd, a.weight, a.bias), acc_t(a.param), stream);
   });
-  return output;
+  return a.output;
 }
 
 template <typename Device>
