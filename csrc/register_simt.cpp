@@ -36,19 +36,28 @@ PyObject* reset_traffic(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// traffic() -> [(bytes_read, bytes_written, threads_per_block, blocks), ...], one per launch
-// since the last reset_traffic().
+// traffic() -> [dict, ...], one per launch since the last reset_traffic(), oldest first:
+// bytes_read / bytes_written (every access counted), sector_bytes_read / sector_bytes_written
+// (distinct 32-byte sectors x 32: the perfect-cache DRAM model, csrc/simt/simt.h),
+// threads_per_block, blocks, and grid / block as (x, y, z).
 PyObject* traffic(PyObject*, PyObject*) {
   const auto records = simt::traffic();
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(records.size()));
   if (list == nullptr) return nullptr;
   for (size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
-    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i),
-                    Py_BuildValue("(KKKK)", static_cast<unsigned long long>(r.bytes_read),
-                                  static_cast<unsigned long long>(r.bytes_written),
-                                  static_cast<unsigned long long>(r.block.x) * r.block.y * r.block.z,
-                                  static_cast<unsigned long long>(r.grid.x) * r.grid.y * r.grid.z));
+    using ull = unsigned long long;
+    PyObject* record = Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:(III),s:(III)}", "bytes_read", ull(r.bytes_read), "bytes_written",
+        ull(r.bytes_written), "sector_bytes_read", ull(r.sectors_read * simt::detail::kSectorBytes),
+        "sector_bytes_written", ull(r.sectors_written * simt::detail::kSectorBytes), "threads_per_block",
+        ull(r.block.x) * r.block.y * r.block.z, "blocks", ull(r.grid.x) * r.grid.y * r.grid.z, "grid", r.grid.x,
+        r.grid.y, r.grid.z, "block", r.block.x, r.block.y, r.block.z);
+    if (record == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), record);
   }
   return list;
 }
@@ -56,7 +65,9 @@ PyObject* traffic(PyObject*, PyObject*) {
 PyMethodDef methods[] = {
     {"set_block_order_seed", set_block_order_seed, METH_O, "Block order of later launches: 0 = launch order."},
     {"reset_traffic", reset_traffic, METH_NOARGS, "Forgets the launches recorded so far."},
-    {"traffic", traffic, METH_NOARGS, "(bytes_read, bytes_written, threads_per_block, blocks) per launch."},
+    {"traffic", traffic, METH_NOARGS,
+     "One dict per launch: bytes_read, bytes_written, sector_bytes_read, sector_bytes_written, "
+     "threads_per_block, blocks, grid, block."},
     {nullptr, nullptr, 0, nullptr},
 };
 

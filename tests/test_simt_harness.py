@@ -241,3 +241,57 @@ def test_rejected_at_compile_time(tmp_path, name):
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+SECTOR_SOURCE = r"""
+#include <cstdio>
+#include <cstdlib>
+#include "cuda/portability.h"
+using fusedbn::device::launch_kernel;
+using fusedbn::device::load;
+using fusedbn::device::store;
+
+// Every thread strides over `in` `times` times (far more repeats than the sector filter
+// holds, so the id vector compacts) and copies it once; thread 0 also reads 8 bytes that
+// straddle two sectors of `edge`.
+__global__ void reread(const float* in, float* out, int n, int times, const char* edge) {
+  for (int t = 0; t < times; ++t) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const float v = load(in + i);
+      if (t == 0) store(out + i, v);
+    }
+  }
+  if (threadIdx.x == 0) (void)load(reinterpret_cast<const unsigned long long*>(edge + 28));
+}
+
+int main() {
+  const int n = 100003, times = 8;
+  float* in = static_cast<float*>(std::aligned_alloc(64, 400064));
+  float* out = static_cast<float*>(std::aligned_alloc(64, 400064));
+  char* edge = static_cast<char*>(std::aligned_alloc(64, 64));
+  for (int i = 0; i < n; ++i) in[i] = float(i);
+  simt::reset_traffic();
+  for (int launch = 0; launch < 2; ++launch) {  // the second starts from a cleared set
+    launch_kernel(reread, dim3(1), dim3(128), 0, nullptr, in, out, n, times, edge);
+  }
+  for (const simt::LaunchRecord& r : simt::traffic()) {
+    using ull = unsigned long long;
+    std::printf("%llu %llu %llu %llu\n", ull(r.bytes_read), ull(r.bytes_written), ull(r.sectors_read),
+                ull(r.sectors_written));
+  }
+}
+"""
+
+
+def test_sector_count(tmp_path):
+    """Distinct 32-byte sectors per launch: each counted once however often it is touched, an
+    access across a sector boundary counts both, and every launch starts from zero."""
+    source, binary = tmp_path / "sectors.cpp", tmp_path / "sectors"
+    source.write_text(SECTOR_SOURCE)
+    run_compilers([compile_command(binary, [source], ["-std=c++17", "-O1"])])
+    lines = subprocess.run([str(binary)], capture_output=True, text=True, check=True,
+                           timeout=TIMEOUT_S).stdout.split("\n")
+    n, times = 100003, 8
+    sectors = -(-n * 4 // 32)  # 12501: the last one partly used
+    expected = f"{times * n * 4 + 8} {n * 4} {sectors + 2} {sectors}"
+    assert lines[:2] == [expected, expected]

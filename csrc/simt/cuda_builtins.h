@@ -1,6 +1,6 @@
 // The names CUDA C++ gives a kernel for free, made to mean something to the host compiler:
 // qualifiers, dim3, the built-in index variables, warpSize, the stream type, fences, and the
-// device math functions the host C library lacks.
+// device math functions the host C library lacks. (__ldg is in global_memory.h.)
 #pragma once
 
 #include <cmath>
@@ -52,13 +52,6 @@ constexpr int warpSize = 32;
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 inline void __threadfence_system() {}
-
-// Read-only-cache load: a plain global read, counted like load().
-template <typename T>
-inline T __ldg(const T* p) {
-  simt::detail::g_bytes_read += sizeof(T);
-  return *p;
-}
 
 // Templates so that a C library which declares the C23 rsqrt family (extern "C") merely
 // gains an overload instead of a conflicting redeclaration.

@@ -1,6 +1,7 @@
 // Kernel launch: validates the configuration against CUDA's limits, runs every block one at a
 // time (in launch order, or shuffled by a seed), and records each launch's global-memory
-// traffic. One launch runs at a time per process; launches from other host threads wait.
+// traffic (raw bytes and distinct sectors, global_memory.h). One launch runs at a time per
+// process; launches from other host threads wait.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "global_memory.h"
 #include "scheduler.h"
 
 namespace simt {
@@ -18,7 +20,8 @@ inline constexpr unsigned kMaxThreadsPerBlock = 1024;
 inline constexpr unsigned kMaxBlockDim[3] = {1024, 1024, 64};
 inline constexpr unsigned kMaxGridDim[3] = {2147483647u, 65535, 65535};
 
-// One successful launch: its configuration and the bytes its loads and stores moved.
+// One successful launch: its configuration, the bytes its loads and stores moved, and the
+// distinct 32-byte sectors they touched (each counted once per launch: a perfect cache).
 struct LaunchRecord {
   const void* kernel;
   dim3 grid;
@@ -26,6 +29,8 @@ struct LaunchRecord {
   std::size_t shared_bytes;
   std::uint64_t bytes_read;
   std::uint64_t bytes_written;
+  std::uint64_t sectors_read;
+  std::uint64_t sectors_written;
 };
 
 namespace detail {
@@ -141,6 +146,8 @@ inline void run_launch(const void* kernel, dim3 grid, dim3 block, std::size_t sh
   }
   g_bytes_read = 0;
   g_bytes_written = 0;
+  g_sectors_read.clear();
+  g_sectors_written.clear();
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
   const std::uint64_t launch = ++h.launches_since_seed;
   std::vector<std::uint64_t> order;
@@ -153,7 +160,8 @@ inline void run_launch(const void* kernel, dim3 grid, dim3 block, std::size_t sh
                         unsigned(b / (std::uint64_t(grid.x) * grid.y))};
     run_block();
   }
-  g_traffic.push_back(LaunchRecord{kernel, grid, block, shared_bytes, g_bytes_read, g_bytes_written});
+  g_traffic.push_back(LaunchRecord{kernel, grid, block, shared_bytes, g_bytes_read, g_bytes_written,
+                                   g_sectors_read.count(), g_sectors_written.count()});
 }
 
 // Calls the kernel with the launch's arguments: one copy per CUDA thread, by value, as CUDA

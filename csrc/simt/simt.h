@@ -11,8 +11,13 @@
 //   bounds checks, 0xFF poison and a race detector in which only __syncthreads() orders
 //   shared memory between threads: put one between every shared-memory write and another
 //   thread's access (shared_memory.h).
-// - Global memory through fusedbn::device::load/store/load_vector/store_vector, counted per
-//   launch (simt::traffic()); vector accesses must be aligned (global_memory.h).
+// - Global memory through fusedbn::device::load/store/load_vector/store_vector (and __ldg),
+//   counted per launch (simt::traffic()) two ways: bytes_read/bytes_written, every access's
+//   bytes, as the load/store units issue them; sectors_read/sectors_written, the distinct
+//   32-byte sectors touched, each once per launch however often: a perfect-cache model of
+//   the launch's compulsory DRAM traffic, where a GPU's L1/L2 absorbs re-reads of small
+//   per-channel arrays. Global atomics are not counted. Vector accesses must be aligned
+//   (global_memory.h).
 // - Every misuse becomes a simt::Error thrown from launch_kernel on the caller's stack (an
 //   exception the kernel itself throws is rethrown as it is); the next launch starts clean.
 //
@@ -31,7 +36,8 @@
 //   simt::set_block_order_seed(uint64_t)         0 = launch order
 //   simt::block_order_seed()
 //   simt::traffic() -> std::vector<simt::LaunchRecord>  {kernel, grid, block, shared_bytes,
-//                                                        bytes_read, bytes_written}
+//                                                        bytes_read, bytes_written,
+//                                                        sectors_read, sectors_written}
 //   simt::reset_traffic()
 //   fusedbn::device::launch_kernel(kernel, grid, block, shared_bytes, stream, args...)
 #pragma once
