@@ -62,6 +62,14 @@ struct Rows {
     }
   }
 
+  // g = dy·act'(x * scale[c] + shift[c]) for the vector of channels [c, c + count).
+  template <Activation A>
+  static Vec gradient(const Vec& dy, const Vec& x, int64_t c, int64_t count, const acc_t* scale, const acc_t* shift,
+                      const Vec& vparam) {
+    const Vec z = at::vec::fmadd(x, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
+    return dy * ActivationFn<A>::derivative(z, vparam);
+  }
+
   // Adds Σg and Σ g·(x - mean[c]) over rows [begin, end) to sum_g and sum_gx (C values each).
   template <Activation A>
   void gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t begin, int64_t end, const acc_t* scale,
@@ -71,8 +79,7 @@ struct Rows {
       const int64_t base = r * channels;
       for_each_vector([&](int64_t c, int64_t count) {
         const Vec xv = load_lanes(x + base + c, count);
-        const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
-        const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
+        const Vec g = gradient<A>(load_lanes(dy + base + c, count), xv, c, count, scale, shift, vparam);
         (Vec::loadu(sum_g + c, count) + g).store(sum_g + c, count);
         at::vec::fmadd(g, xv - Vec::loadu(mean + c, count), Vec::loadu(sum_gx + c, count)).store(sum_gx + c, count);
       });
@@ -89,8 +96,7 @@ struct Rows {
       const int64_t base = r * channels;
       for_each_vector([&](int64_t c, int64_t count) {
         const Vec xv = load_lanes(x + base + c, count);
-        const Vec z = at::vec::fmadd(xv, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
-        const Vec g = load_lanes(dy + base + c, count) * ActivationFn<A>::derivative(z, vparam);
+        const Vec g = gradient<A>(load_lanes(dy + base + c, count), xv, c, count, scale, shift, vparam);
         const Vec out = grad_input_value(g, xv, Vec::loadu(grad_scale + c, count), Vec::loadu(x_scale + c, count),
                                          Vec::loadu(dx_shift + c, count), kBatchStatistics);
         store_lanes(dx + base + c, out, count);
