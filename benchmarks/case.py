@@ -3,7 +3,7 @@
 In order: build the contenders; check each against eager (a contender that fails is not
 timed: a time for a wrong result means nothing); measure what they save for backward; model
 and count the traffic; time all (contender, mode) pairs and x.clone() in interleaved rounds;
-derive the ratios.
+derive the ratios and the pass floor (benchmarks/pass_floor.py).
 """
 
 import zlib
@@ -11,7 +11,7 @@ import zlib
 import torch
 from torch import nn
 
-from . import traffic_model
+from . import pass_floor, traffic_model
 from .contenders import Absent, build, mode_functions
 from .correctness import Checker, keep_off_the_kink
 from .memory import peak_bytes, saved_for_backward
@@ -136,7 +136,7 @@ def measure(entry, layout, dtype, settings, timer, broken):
     record["memory"] = _memory(passed, x, dy, device)
     traffic = _traffic(shape, dtype, layout, settings["modes"], settings["bandwidth_tbs"],
                        settings["count_traffic"])
-    functions = {"clone": lambda: x.clone(memory_format=torch.preserve_format)}
+    functions = {"clone": lambda: x.clone(memory_format=torch.preserve_format), **pass_floor.functions(x, dy)}
     for name, contender in passed.items():
         for mode, function in mode_functions(contender.module, x, dy).items():
             if mode in settings["modes"]:
@@ -144,10 +144,13 @@ def measure(entry, layout, dtype, settings, timer, broken):
     times = timer.measure(functions, settings["rounds"], settings["warmup"])
     clone = times["clone"]
     record["clone_ms"] = clone
+    record["floor_ms"] = {name.removeprefix("floor/"): t for name, t in times.items() if name.startswith("floor/")}
     record["modes"] = {}
     for mode in settings["modes"]:
+        floor_ms = pass_floor.floor(times, mode)
         record["modes"][mode] = {
             "traffic": traffic[mode],
+            "pass_floor": {"ms": floor_ms, "clone_equivalents": floor_ms / clone["best"]},
             "contenders": {name: _figures(times, name, mode, clone, traffic[mode], settings["gpu"],
                                           settings["peak_tbs"]) for name in passed},
         }

@@ -61,6 +61,8 @@ def summarize(results):
                 key = f"{record['dtype']}/{mode}"
                 for what in ("ratio_to_eager", "ratio_to_compile", "clone_equivalents"):
                     ratios.setdefault(key, {}).setdefault(what, []).append(fused[what])
+                ratios[key].setdefault("ratio_to_pass_floor", []).append(
+                    fused["clone_equivalents"] / figures["pass_floor"]["clone_equivalents"])
     for e in results["end_to_end"]:
         if not e["agree"]:
             failures.append(f"end to end {e['model']} {e['layout']} {e['precision']}: losses {e['losses']}, "
@@ -119,13 +121,17 @@ def print_speed(results):
                 row = key + ([_x(fused["ratio_to_eager"], fused["median_ratio_to_eager"]),
                               _x(fused["ratio_to_compile"], fused["median_ratio_to_compile"])] if fused else ["FAILED"] * 2)
                 row += [_x(c[n]["clone_equivalents"]) if n in c else "-" for n in names]
+                floor = f["pass_floor"]["clone_equivalents"]
+                row += [_x(floor), _x(fused["clone_equivalents"] / floor) if fused else "-"]
                 if gpu:
                     row += [_gbps(fused, "gbps", "peak_fraction"), _gbps(f, "clone_gbps", "clone_peak_fraction")]
                 ratios.append(row)
         _table(f"time in ms, {dtype}: best of {results['settings']['rounds']} (median ±half IQR)",
                ["shape", "layout", "mode", "clone"] + names, times)
-        header = ["shape", "layout", "mode", "fused/eager", "fused/compile"] + [f"{n} clone-eq" for n in names]
-        _table(f"ratios, {dtype}: best (median); below 1 = fusedbn faster; clone-eq = time / x.clone() time",
+        header = (["shape", "layout", "mode", "fused/eager", "fused/compile"] + [f"{n} clone-eq" for n in names]
+                  + ["pass floor clone-eq", "fusedbn/floor"])
+        _table(f"ratios, {dtype}: best (median); below 1 = fusedbn faster; clone-eq = time / x.clone() time; "
+               "pass floor: the algorithm's passes at PyTorch's copy/sum/dot/mul speed (benchmarks/pass_floor.py)",
                header + (["fusedbn GB/s (peak)", "clone GB/s (peak)"] if gpu else []), ratios)
 
 

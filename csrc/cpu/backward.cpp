@@ -3,12 +3,14 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <array>
+#include <utility>
 #include <vector>
 
 #include "../common/op_args.h"
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
-#include "channel_walk.h"
+#include "channel_loops.h"
 #include "plane_loops.h"
 #include "row_loops.h"
 
@@ -38,45 +40,33 @@ struct Backward {
   }
 
   using GradientSums = std::pair<acc_t, acc_t>;  // (Σg, Σg·(x - mean))
-  static GradientSums add_sums(const GradientSums& a, const GradientSums& b) {
-    return {a.first + b.first, a.second + b.second};
-  }
-  int64_t offset(int64_t n, int64_t c) const { return (n * l.channels + c) * l.spatial; }
-
-  // Reduces plane (n, c) of contiguous input.
-  template <Activation A>
-  auto plane_sums() const {
-    return [this](int64_t n, int64_t c) {
-      const int64_t o = offset(n, c);
-      return Plane<scalar_t>::template gradient_sums<A>(dy + o, x + o, l.spatial, {scale[c], shift[c]}, mean[c], param);
-    };
-  }
 
   // Σg and Σg·(x - mean) per channel into sum_g / sum_gx.
   template <Activation A>
   void reduce(acc_t* sum_g, acc_t* sum_gx) const {
     if (!l.channels_last) {
-      walk_channels<GradientSums>(
-          l, sizeof(scalar_t), plane_sums<A>(), add_sums,
-          [&](int64_t c, const GradientSums& s) { std::tie(sum_g[c], sum_gx[c]) = s; }, kNoApply);
+      const ChannelGroups<scalar_t> groups(l, /*inputs=*/2);
+      groups.for_each_group([&](int64_t first, int64_t last) {
+        std::array<GradientSums, ChannelGroups<scalar_t>::kMaxGroup> sums;
+        groups.template gradient_sums<A>(dy, x, first, last, scale.data(), shift.data(), mean, param, sums.data());
+        for (int64_t c = first; c < last; ++c) std::tie(sum_g[c], sum_gx[c]) = sums[c - first];
+      });
       return;
     }
-    const int64_t C = l.channels, chunk = rows_per_chunk(C), chunks = at::divup(l.rows(), chunk);
-    std::vector<acc_t> part_g(chunks * C, acc_t(0)), part_gx(chunks * C, acc_t(0));
+    const int64_t C = l.channels;
+    const ChunkLayout k(l.rows(), C);
+    std::vector<acc_t> part_g(k.chunks * C), part_gx(k.chunks * C);
     const Rows<scalar_t> rows{C};
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        rows.template gradient_sums<A>(dy, x, k * chunk, std::min(l.rows(), (k + 1) * chunk), scale.data(),
-                                       shift.data(), mean, param, &part_g[k * C], &part_gx[k * C]);
+    at::parallel_for(0, k.chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        rows.template gradient_sums<A>(dy, x, k.begin(i), k.end(i), scale.data(), shift.data(), mean, param,
+                                       &part_g[i * C], &part_gx[i * C]);
       }
     });
-    for (int64_t c = 0; c < C; ++c) {  // merged in chunk order: the same bits for any thread count
-      sum_g[c] = sum_gx[c] = acc_t(0);
-      for (int64_t k = 0; k < chunks; ++k) {
-        sum_g[c] += part_g[k * C + c];
-        sum_gx[c] += part_gx[k * C + c];
-      }
-    }
+    at::parallel_for(0, C, kCombineGrain, [&](int64_t begin, int64_t end) {
+      combine_sums(k, part_g.data(), begin, end, sum_g);
+      combine_sums(k, part_gx.data(), begin, end, sum_gx);
+    });
   }
 
   // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over the whole tensor.
@@ -91,8 +81,8 @@ struct Backward {
       }
       const Rows<scalar_t> rows{l.channels};
       at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
-        rows.template grad_input<A, kBatchStatistics>(dy, x, dx, begin, end, scale.data(), shift.data(), grad_scale.data(),
-                                    x_scale.data(), dx_shift.data(), param);
+        rows.template grad_input<A, kBatchStatistics>(dy, x, dx, begin, end, scale.data(), shift.data(),
+                                                      grad_scale.data(), x_scale.data(), dx_shift.data(), param);
       });
       return;
     }
@@ -100,37 +90,42 @@ struct Backward {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t c = p % l.channels, offset = p * l.spatial;
         Plane<scalar_t>::template grad_input<A, kBatchStatistics>(dy + offset, x + offset, dx + offset, l.spatial,
-                                                {scale[c], shift[c]}, b[c], param);
+                                                                  {scale[c], shift[c]}, b[c], param);
       }
     });
   }
 
-  // Training: per channel Σg, Σg·x̂, then dx (contiguous input: in channel_walk.h's order).
+  // The training coefficients of channel c; turns sum_gx into Σg·x̂ on the way.
+  BackwardCoefficients<acc_t> train_coefficients(int64_t c, acc_t sum_g, acc_t& sum_gx) const {
+    sum_gx *= invstd[c];
+    return backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g, sum_gx, l.count());
+  }
+
+  // Training: per channel Σg, Σg·x̂, then dx (contiguous input: a channel at a time, so the
+  // dx pass reads dy and x from cache).
   template <Activation A>
   void train(scalar_t* dx, acc_t* sum_g, acc_t* sum_g_xhat) const {
-    const int64_t count = l.count();
     if (l.channels_last) {
       reduce<A>(sum_g, sum_g_xhat);
       std::vector<BackwardCoefficients<acc_t>> b(l.channels);
-      for (int64_t c = 0; c < l.channels; ++c) {
-        sum_g_xhat[c] *= invstd[c];
-        b[c] = backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g[c], sum_g_xhat[c], count);
-      }
+      for (int64_t c = 0; c < l.channels; ++c) b[c] = train_coefficients(c, sum_g[c], sum_g_xhat[c]);
       grad_input<A, true>(dx, b);
       return;
     }
-    std::vector<BackwardCoefficients<acc_t>> b(l.channels);
-    walk_channels<GradientSums>(
-        l, sizeof(scalar_t), plane_sums<A>(), add_sums,
-        [&](int64_t c, const GradientSums& s) {
-          sum_g[c] = s.first;
-          sum_g_xhat[c] = s.second * invstd[c];
-          b[c] = backward_coefficients_train(mean[c], invstd[c], weight[c], sum_g[c], sum_g_xhat[c], count);
-        },
-        [&](int64_t n, int64_t c) {
-          const int64_t o = offset(n, c);
-          Plane<scalar_t>::template grad_input<A, true>(dy + o, x + o, dx + o, l.spatial, {scale[c], shift[c]}, b[c], param);
-        });
+    const ChannelGroups<scalar_t> groups(l, /*inputs=*/2);
+    groups.for_each_group([&](int64_t first, int64_t last) {
+      constexpr int64_t kMax = ChannelGroups<scalar_t>::kMaxGroup;
+      std::array<GradientSums, kMax> sums;
+      std::array<ForwardCoefficients<acc_t>, kMax> f;
+      std::array<BackwardCoefficients<acc_t>, kMax> b;
+      groups.template gradient_sums<A>(dy, x, first, last, scale.data(), shift.data(), mean, param, sums.data());
+      for (int64_t c = first; c < last; ++c) {
+        std::tie(sum_g[c], sum_g_xhat[c]) = sums[c - first];
+        f[c - first] = {scale[c], shift[c]};
+        b[c - first] = train_coefficients(c, sum_g[c], sum_g_xhat[c]);
+      }
+      groups.template grad_input<A, true>(dy, x, dx, first, last, f.data(), b.data(), param);
+    });
   }
 };
 

@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/string_view.h>
 
-#include <algorithm>
 #include <optional>
 #include <tuple>
 
@@ -38,14 +37,8 @@ at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at:
                                         const std::optional<at::Tensor>& bias, c10::string_view activation,
                                         double negative_slope, double alpha);
 
-// Rows per reduction chunk of channels_last input. It depends on C alone, never on the thread
-// count, so that reductions are bitwise reproducible.
-// About 64 KiB of float32 values, so a chunk's second pass reads from cache; at least 64 rows,
-// so that the per-chunk partial results stay small next to the tensor.
-inline int64_t rows_per_chunk(int64_t channels) {
-  constexpr int64_t kChunkValues = 1 << 14, kMinRows = 64;
-  return std::max<int64_t>(kMinRows, kChunkValues / std::max<int64_t>(channels, 1));
-}
+// Channels per task when per-channel work is split over threads: enough to be worth a task.
+constexpr int64_t kCombineGrain = 64;
 
 // scale/shift per channel from the statistics and the affine parameters, into acc_t arrays.
 template <typename acc_t>

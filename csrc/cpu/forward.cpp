@@ -2,13 +2,14 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <array>
 #include <vector>
 
 #include "../common/running_stats.h"
 #include "../common/op_args.h"
 #include "../common/tensor_checks.h"
 #include "cpu_ops.h"
-#include "channel_walk.h"
+#include "channel_loops.h"
 #include "plane_loops.h"
 #include "row_loops.h"
 
@@ -18,27 +19,18 @@ namespace {
 using detail::KernelLayout;
 
 // Biased mean and variance per channel of channels_last input: fixed-size row chunks reduced
-// in parallel, then merged in row order (bitwise the same for any thread count).
+// in parallel, then combined in chunk order (bitwise the same for any thread count).
 template <typename scalar_t, typename acc_t = acc_type<scalar_t>>
 void row_statistics(const scalar_t* x, const KernelLayout& l, acc_t* mean, acc_t* var) {
-  const int64_t C = l.channels, chunk = rows_per_chunk(C), chunks = at::divup(l.rows(), chunk);
-  std::vector<acc_t> part_mean(chunks * C), part_m2(chunks * C);
+  const ChunkLayout k(l.rows(), l.channels);
+  const int64_t C = l.channels;
+  std::vector<acc_t> part_mean(k.chunks * C), part_m2(k.chunks * C);
   const Rows<scalar_t> rows{C};
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      rows.statistics(x, k * chunk, std::min(l.rows(), (k + 1) * chunk), &part_mean[k * C], &part_m2[k * C]);
-    }
+  at::parallel_for(0, k.chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) rows.statistics(x, k.begin(i), k.end(i), &part_mean[i * C], &part_m2[i * C]);
   });
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      WelfordData<acc_t> total;
-      for (int64_t k = 0; k < chunks; ++k) {
-        const int64_t count = std::min(l.rows(), (k + 1) * chunk) - k * chunk;
-        total = welford_merge(total, {part_mean[k * C + c], part_m2[k * C + c], count});
-      }
-      mean[c] = total.mean;
-      var[c] = total.m2 / acc_t(total.count);
-    }
+  at::parallel_for(0, C, kCombineGrain, [&](int64_t begin, int64_t end) {
+    combine_statistics(k, part_mean.data(), part_m2.data(), begin, end, mean, var);
   });
 }
 
@@ -75,22 +67,20 @@ void train_forward(const at::Tensor& input, const at::Tensor& output, const Kern
     apply_coefficients<scalar_t, A>(x, y, l, scale.data(), shift.data(), param);
     return;
   }
-  // Contiguous: statistics per plane merged per channel, then the normalisation (channel_walk.h).
-  const auto offset = [&](int64_t n, int64_t c) { return (n * l.channels + c) * l.spatial; };
-  std::vector<ForwardCoefficients<acc_t>> coefficients(l.channels);
-  walk_channels<WelfordData<acc_t>>(
-      l, sizeof(scalar_t),
-      [&](int64_t n, int64_t c) { return Plane<scalar_t>::statistics(x + offset(n, c), l.spatial); },
-      [](const WelfordData<acc_t>& a, const WelfordData<acc_t>& b) { return welford_merge(a, b); },
-      [&](int64_t c, const WelfordData<acc_t>& s) {
-        mean[c] = s.mean;
-        var[c] = s.m2 / acc_t(s.count);
-        invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
-        coefficients[c] = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
-      },
-      [&](int64_t n, int64_t c) {
-        Plane<scalar_t>::template activate<A>(x + offset(n, c), y + offset(n, c), l.spatial, coefficients[c], param);
-      });
+  // Contiguous: a group of channels' statistics, then its normalisation while it is in cache.
+  const ChannelGroups<scalar_t> groups(l, /*inputs=*/1);
+  groups.for_each_group([&](int64_t first, int64_t last) {
+    std::array<WelfordData<acc_t>, ChannelGroups<scalar_t>::kMaxGroup> stats;
+    std::array<ForwardCoefficients<acc_t>, ChannelGroups<scalar_t>::kMaxGroup> coefficients;
+    groups.statistics(x, first, last, stats.data());
+    for (int64_t c = first; c < last; ++c) {
+      mean[c] = stats[c - first].mean;
+      var[c] = stats[c - first].m2 / acc_t(stats[c - first].count);
+      invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
+      coefficients[c - first] = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
+    }
+    groups.template activate<A>(x, y, first, last, coefficients.data(), param);
+  });
 }
 
 }  // namespace

@@ -1,50 +1,124 @@
 // Loops over channels_last input seen as rows of C values ((N, S, C) in memory, N*S rows).
-// Vectors run across channels; per-channel coefficients are read from (C,) arrays. Reductions
-// cover a fixed range of rows and are merged by the caller in row order, so results do not
-// depend on how rows are spread over threads.
+// Vectors run across channels, a ChannelBlock of them at a time. Reductions cover a fixed
+// range of rows (a chunk) with their accumulators in registers, and leave one partial result
+// per chunk and channel; combine() merges the partials in chunk order, so the result does not
+// depend on how the chunks were spread over threads.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
 
+#include <algorithm>
+
 #include "../common/activation.h"
 #include "../common/batch_norm_math.h"
-#include "../common/welford.h"
 #include "vectorized.h"
 
 namespace fusedbn::cpu {
+
+// kVectors consecutive vectors of channels starting at channel `first`; with kPartial the last
+// one holds only `last_count` channels (the channel tail).
+template <typename acc_t, int kVectors_, bool kPartial>
+struct ChannelBlock {
+  using Vec = at::vec::Vectorized<acc_t>;
+  static constexpr int kVectors = kVectors_;
+  int64_t first;
+  int64_t last_count;
+
+  int64_t count(int v) const { return kPartial && v == kVectors - 1 ? last_count : Vec::size(); }
+  int64_t offset(int v) const { return first + v * Vec::size(); }
+  // Vector v of the block from a row of values (or a (C,) array), as acc_t.
+  template <typename T>
+  Vec load(const T* row, int v) const {
+    return load_lanes(row + offset(v), count(v));
+  }
+  template <typename T>
+  void store(T* row, int v, const Vec& value) const {
+    store_lanes(row + offset(v), value, count(v));
+  }
+  // Starts loading the block's values of a row. Only an address is formed, never a read, so a
+  // row past the end of the tensor is harmless.
+  template <typename T>
+  void prefetch(const T* row) const {
+    cpu::prefetch(row + first, ((kVectors - 1) * Vec::size() + count(kVectors - 1)) * int64_t(sizeof(T)));
+  }
+};
 
 template <typename scalar_t>
 struct Rows {
   using acc_t = acc_type<scalar_t>;
   using Vec = at::vec::Vectorized<acc_t>;
 
+  // A block reads a few cache lines per row, rows C values apart: the loops ask for the
+  // block's values this many rows ahead.
+  static constexpr int64_t kPrefetchRows = 8;
+
   const int64_t channels;
 
-  // Calls f(c, count) for each vector of channels [c, c + count).
+  // Calls f(block) for ChannelBlocks covering channels [0, C) in order.
   template <typename F>
-  void for_each_vector(F&& f) const {
-    for (int64_t c = 0; c < channels; c += Vec::size()) f(c, std::min<int64_t>(Vec::size(), channels - c));
+  void for_each_block(F&& f) const {
+    constexpr int64_t W = Vec::size();
+    int64_t c = 0;
+    for (; c + kBlockVecs * W <= channels; c += kBlockVecs * W) f(ChannelBlock<acc_t, kBlockVecs, false>{c, W});
+    for (; c + W <= channels; c += W) f(ChannelBlock<acc_t, 1, false>{c, W});
+    if (c < channels) f(ChannelBlock<acc_t, 1, true>{c, channels - c});
   }
 
-  // Mean and m2 of each channel over rows [begin, end) (count: end - begin), exactly, in two
-  // passes over a chunk small enough to stay in cache: the sum, then the squared deviations
-  // from the mean. Chunks are merged with Chan's formula by the caller. Never E[x²] - E[x]².
+  const scalar_t* row(const scalar_t* base, int64_t r) const { return base + r * channels; }
+
+  // Mean and m2 of each channel over rows [begin, end) of a chunk, exactly, in two passes per
+  // block of channels (the second from L1): the sum, then the squared deviations from the
+  // mean. Never E[x²] - E[x]².
   void statistics(const scalar_t* x, int64_t begin, int64_t end, acc_t* mean, acc_t* m2) const {
-    std::fill(mean, mean + channels, acc_t(0));
-    std::fill(m2, m2 + channels, acc_t(0));
-    for (int64_t r = begin; r < end; ++r) {
-      for_each_vector([&](int64_t c, int64_t count) {
-        (Vec::loadu(mean + c, count) + load_lanes(x + r * channels + c, count)).store(mean + c, count);
-      });
-    }
     const Vec inv_count(acc_t(1) / acc_t(end - begin));
-    for_each_vector([&](int64_t c, int64_t count) { (Vec::loadu(mean + c, count) * inv_count).store(mean + c, count); });
-    for (int64_t r = begin; r < end; ++r) {
-      for_each_vector([&](int64_t c, int64_t count) {
-        const Vec d = load_lanes(x + r * channels + c, count) - Vec::loadu(mean + c, count);
-        at::vec::fmadd(d, d, Vec::loadu(m2 + c, count)).store(m2 + c, count);
-      });
-    }
+    for_each_block([&](auto block) {
+      constexpr int V = decltype(block)::kVectors;
+      Vec sum[V], center[V], squares[V];
+      for (int v = 0; v < V; ++v) sum[v] = squares[v] = Vec(acc_t(0));
+      for (int64_t r = begin; r < end; ++r) {
+        block.prefetch(row(x, r + kPrefetchRows));
+        for (int v = 0; v < V; ++v) sum[v] = sum[v] + block.load(row(x, r), v);
+      }
+      for (int v = 0; v < V; ++v) center[v] = sum[v] * inv_count;
+      for (int64_t r = begin; r < end; ++r) {
+        for (int v = 0; v < V; ++v) {
+          const Vec d = block.load(row(x, r), v) - center[v];
+          squares[v] = at::vec::fmadd(d, d, squares[v]);
+        }
+      }
+      for (int v = 0; v < V; ++v) {
+        block.store(mean, v, center[v]);
+        block.store(m2, v, squares[v]);
+      }
+    });
+  }
+
+  // Σg and Σ g·(x - mean[c]) over rows [begin, end) into sum_g and sum_gx (C values each),
+  // g = dy·act'(x * scale[c] + shift[c]).
+  template <Activation A>
+  void gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t begin, int64_t end, const acc_t* scale,
+                     const acc_t* shift, const acc_t* mean, acc_t param, acc_t* sum_g, acc_t* sum_gx) const {
+    const Vec vparam(param);
+    for_each_block([&](auto block) {
+      constexpr int V = decltype(block)::kVectors;
+      Vec g_total[V], gx_total[V];
+      for (int v = 0; v < V; ++v) g_total[v] = gx_total[v] = Vec(acc_t(0));
+      for (int64_t r = begin; r < end; ++r) {
+        block.prefetch(row(x, r + kPrefetchRows));
+        block.prefetch(row(dy, r + kPrefetchRows));
+        for (int v = 0; v < V; ++v) {
+          const Vec xv = block.load(row(x, r), v);
+          const Vec z = at::vec::fmadd(xv, block.load(scale, v), block.load(shift, v));
+          const Vec g = block.load(row(dy, r), v) * ActivationFn<A>::derivative(z, vparam);
+          g_total[v] = g_total[v] + g;
+          gx_total[v] = at::vec::fmadd(g, xv - block.load(mean, v), gx_total[v]);
+        }
+      }
+      for (int v = 0; v < V; ++v) {
+        block.store(sum_g, v, g_total[v]);
+        block.store(sum_gx, v, gx_total[v]);
+      }
+    });
   }
 
   // y = act(x * scale[c] + shift[c]) over rows [begin, end).
@@ -53,35 +127,11 @@ struct Rows {
                 const acc_t* shift, acc_t param) const {
     const Vec vparam(param);
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t base = r * channels;
-      for_each_vector([&](int64_t c, int64_t count) {
-        const Vec z = at::vec::fmadd(load_lanes(x + base + c, count), Vec::loadu(scale + c, count),
-                                     Vec::loadu(shift + c, count));
-        store_lanes(y + base + c, ActivationFn<A>::forward(z, vparam), count);
-      });
-    }
-  }
-
-  // g = dy·act'(x * scale[c] + shift[c]) for the vector of channels [c, c + count).
-  template <Activation A>
-  static Vec gradient(const Vec& dy, const Vec& x, int64_t c, int64_t count, const acc_t* scale, const acc_t* shift,
-                      const Vec& vparam) {
-    const Vec z = at::vec::fmadd(x, Vec::loadu(scale + c, count), Vec::loadu(shift + c, count));
-    return dy * ActivationFn<A>::derivative(z, vparam);
-  }
-
-  // Adds Σg and Σ g·(x - mean[c]) over rows [begin, end) to sum_g and sum_gx (C values each).
-  template <Activation A>
-  void gradient_sums(const scalar_t* dy, const scalar_t* x, int64_t begin, int64_t end, const acc_t* scale,
-                     const acc_t* shift, const acc_t* mean, acc_t param, acc_t* sum_g, acc_t* sum_gx) const {
-    const Vec vparam(param);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t base = r * channels;
-      for_each_vector([&](int64_t c, int64_t count) {
-        const Vec xv = load_lanes(x + base + c, count);
-        const Vec g = gradient<A>(load_lanes(dy + base + c, count), xv, c, count, scale, shift, vparam);
-        (Vec::loadu(sum_g + c, count) + g).store(sum_g + c, count);
-        at::vec::fmadd(g, xv - Vec::loadu(mean + c, count), Vec::loadu(sum_gx + c, count)).store(sum_gx + c, count);
+      for_each_block([&](auto block) {
+        for (int v = 0; v < decltype(block)::kVectors; ++v) {
+          const Vec z = at::vec::fmadd(block.load(row(x, r), v), block.load(scale, v), block.load(shift, v));
+          block.store(y + r * channels, v, ActivationFn<A>::forward(z, vparam));
+        }
       });
     }
   }
@@ -93,16 +143,68 @@ struct Rows {
                   const acc_t* dx_shift, acc_t param) const {
     const Vec vparam(param);
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t base = r * channels;
-      for_each_vector([&](int64_t c, int64_t count) {
-        const Vec xv = load_lanes(x + base + c, count);
-        const Vec g = gradient<A>(load_lanes(dy + base + c, count), xv, c, count, scale, shift, vparam);
-        const Vec out = grad_input_value(g, xv, Vec::loadu(grad_scale + c, count), Vec::loadu(x_scale + c, count),
-                                         Vec::loadu(dx_shift + c, count), kBatchStatistics);
-        store_lanes(dx + base + c, out, count);
+      for_each_block([&](auto block) {
+        for (int v = 0; v < decltype(block)::kVectors; ++v) {
+          const Vec xv = block.load(row(x, r), v);
+          const Vec z = at::vec::fmadd(xv, block.load(scale, v), block.load(shift, v));
+          const Vec g = block.load(row(dy, r), v) * ActivationFn<A>::derivative(z, vparam);
+          const Vec out = grad_input_value(g, xv, block.load(grad_scale, v), block.load(x_scale, v),
+                                           block.load(dx_shift, v), kBatchStatistics);
+          block.store(dx + r * channels, v, out);
+        }
       });
     }
   }
 };
+
+// Rows per reduction chunk of channels_last input. It depends on C alone, never on the thread
+// count, so that reductions are bitwise reproducible. A chunk's block of channels (kBlockVecs
+// vectors wide) stays in L1 between the two statistics passes; at least 16K values per chunk
+// keeps the per-chunk partial results small next to the tensor when C is small.
+inline int64_t rows_per_chunk(int64_t channels) {
+  constexpr int64_t kChunkValues = 1 << 14, kMinRows = 128;
+  return std::max<int64_t>(kMinRows, kChunkValues / std::max<int64_t>(channels, 1));
+}
+
+// Per-chunk partial results of a channels_last reduction: `chunks` rows of C values each.
+struct ChunkLayout {
+  int64_t rows, channels, chunk_rows, chunks;
+  explicit ChunkLayout(int64_t rows_, int64_t channels_)
+      : rows(rows_), channels(channels_), chunk_rows(rows_per_chunk(channels_)),
+        chunks((rows_ + chunk_rows - 1) / chunk_rows) {}
+  int64_t begin(int64_t k) const { return k * chunk_rows; }
+  int64_t end(int64_t k) const { return std::min(rows, (k + 1) * chunk_rows); }
+};
+
+// Mean and biased variance per channel from per-chunk means and m2s, all chunks at once by
+// Chan's formula: mean = Σ n_k·mean_k / n, m2 = Σ m2_k + n_k·(mean_k - mean)². In double, in
+// chunk order; channels [begin, end).
+template <typename acc_t>
+void combine_statistics(const ChunkLayout& k, const acc_t* part_mean, const acc_t* part_m2, int64_t begin,
+                        int64_t end, acc_t* mean, acc_t* var) {
+  const int64_t C = k.channels;
+  for (int64_t c = begin; c < end; ++c) {
+    double total = 0;
+    for (int64_t i = 0; i < k.chunks; ++i) total += double(k.end(i) - k.begin(i)) * double(part_mean[i * C + c]);
+    const double m = total / double(k.rows);
+    double m2 = 0;
+    for (int64_t i = 0; i < k.chunks; ++i) {
+      const double d = double(part_mean[i * C + c]) - m;
+      m2 += double(part_m2[i * C + c]) + double(k.end(i) - k.begin(i)) * d * d;
+    }
+    mean[c] = acc_t(m);
+    var[c] = acc_t(m2 / double(k.rows));
+  }
+}
+
+// total[c] = Σ_k part[k][c] in chunk order, for channels [begin, end).
+template <typename acc_t>
+void combine_sums(const ChunkLayout& k, const acc_t* part, int64_t begin, int64_t end, acc_t* total) {
+  for (int64_t c = begin; c < end; ++c) {
+    double sum = 0;
+    for (int64_t i = 0; i < k.chunks; ++i) sum += double(part[i * k.channels + c]);
+    total[c] = acc_t(sum);
+  }
+}
 
 }  // namespace fusedbn::cpu

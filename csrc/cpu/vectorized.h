@@ -59,6 +59,31 @@ struct Block {
   }
 };
 
+// Asks the CPU to start loading [p, p + bytes) into cache. The loops call it for data a
+// little ahead of use where the hardware prefetcher cannot guess the next address: the next
+// short plane of a channel, the next rows of a block of channels.
+inline void prefetch(const void* p, int64_t bytes) {
+  constexpr int64_t kCacheLine = 64;
+  for (int64_t offset = 0; offset < bytes; offset += kCacheLine) {
+    __builtin_prefetch(static_cast<const char*>(p) + offset);
+  }
+}
+
+// A running per-lane sum: kBlockVecs vectors, independent dependency chains. Summed in a
+// fixed order, so its total depends on the values and their order only.
+template <typename scalar_t>
+struct Accumulator {
+  using acc_t = acc_type<scalar_t>;
+  using Vec = at::vec::Vectorized<acc_t>;
+  Vec v[kBlockVecs] = {Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0))};
+
+  acc_t total() const {
+    const Vec lanes = (v[0] + v[1]) + (v[2] + v[3]);
+    return at::vec::vec_reduce_all([](Vec a, Vec b) { return a + b; }, lanes);
+  }
+};
+static_assert(kBlockVecs == 4, "Accumulator initialises four vectors");
+
 // One vector of acc_t lanes loaded from / stored to scalar_t memory: the unit of the
 // channels_last loops, which step across channels. `count` < Vec::size() loads a tail.
 template <typename scalar_t>
