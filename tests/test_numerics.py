@@ -88,6 +88,10 @@ SHAPE_CLASSES = {
     "5d_odd": (2, 5, 3, 4, 5),
     "many_rows": (8, 3, 48, 48),
     "large_planes": (2, 4, 61, 67),
+    # Channels longer than one CPU statistics segment (2**15 values): whole-plane segments, and
+    # a plane split into pieces.
+    "long_channels": (40, 2, 30, 30),
+    "long_plane": (2, 2, 33000),
 }
 
 
