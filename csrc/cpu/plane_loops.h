@@ -52,7 +52,7 @@ struct Plane {
                             acc_t mean, acc_t param, Sum& sum_g, Sum& sum_gx) {
     const Vec scale(f.scale), shift(f.shift), vparam(param), vmean(mean);
     const auto add = [&](const Vec& dyv, const Vec& xv, int k, int64_t count = Vec::size()) {
-      const Vec g = first_lanes(dyv * ActivationFn<A>::derivative(at::vec::fmadd(xv, scale, shift), vparam), count);
+      const Vec g = first_lanes(gradient<A>(dyv, xv, scale, shift, vparam), count);
       sum_g.v[k] = sum_g.v[k] + g;
       sum_gx.v[k] = at::vec::fmadd(g, xv - vmean, sum_gx.v[k]);
     };
@@ -87,7 +87,7 @@ struct Plane {
     const Vec scale(f.scale), shift(f.shift), vparam(param);
     const Vec grad_scale(b.grad_scale), x_scale(b.x_scale), dx_shift(b.shift);
     const auto value = [&](const Vec& dyv, const Vec& xv) {
-      const Vec g = dyv * ActivationFn<A>::derivative(at::vec::fmadd(xv, scale, shift), vparam);
+      const Vec g = gradient<A>(dyv, xv, scale, shift, vparam);
       return grad_input_value(g, xv, grad_scale, x_scale, dx_shift, kBatchStatistics);
     };
     traverse(

@@ -1,8 +1,8 @@
 // Loops over channels_last input seen as rows of C values ((N, S, C) in memory, N*S rows).
 // Vectors run across channels, a ChannelBlock of them at a time. Reductions cover a fixed
 // range of rows (a chunk) with their accumulators in registers, and leave one partial result
-// per chunk and channel; combine() merges the partials in chunk order, so the result does not
-// depend on how the chunks were spread over threads.
+// per chunk and channel; combine_statistics / combine_sums merge the partials in chunk order,
+// so the result does not depend on how the chunks were spread over threads.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -108,8 +108,7 @@ struct Rows {
         block.prefetch(row(dy, r + kPrefetchRows));
         for (int v = 0; v < V; ++v) {
           const Vec xv = block.load(row(x, r), v);
-          const Vec z = at::vec::fmadd(xv, block.load(scale, v), block.load(shift, v));
-          const Vec g = block.load(row(dy, r), v) * ActivationFn<A>::derivative(z, vparam);
+          const Vec g = gradient<A>(block.load(row(dy, r), v), xv, block.load(scale, v), block.load(shift, v), vparam);
           g_total[v] = g_total[v] + g;
           gx_total[v] = at::vec::fmadd(g, xv - block.load(mean, v), gx_total[v]);
         }
@@ -146,8 +145,7 @@ struct Rows {
       for_each_block([&](auto block) {
         for (int v = 0; v < decltype(block)::kVectors; ++v) {
           const Vec xv = block.load(row(x, r), v);
-          const Vec z = at::vec::fmadd(xv, block.load(scale, v), block.load(shift, v));
-          const Vec g = block.load(row(dy, r), v) * ActivationFn<A>::derivative(z, vparam);
+          const Vec g = gradient<A>(block.load(row(dy, r), v), xv, block.load(scale, v), block.load(shift, v), vparam);
           const Vec out = grad_input_value(g, xv, block.load(grad_scale, v), block.load(x_scale, v),
                                            block.load(dx_shift, v), kBatchStatistics);
           block.store(dx + r * channels, v, out);
