@@ -37,10 +37,20 @@ def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, tra
     if backend == "reference":
         return reference.batch_norm_act(input, running_mean, running_var, weight, bias, training,
                                         momentum, eps, *activation_args)
+    # Without a graph to record, the op is called directly: autograd.Function costs more than
+    # the op itself on small inputs.
+    records_graph = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, weight, bias))
+    ops = dispatch.ops_for(backend)
     if training:
-        return BatchNormActTrain.apply(input, weight, bias, running_mean, running_var,
-                                       float(momentum), float(eps), backend, *activation_args)
+        if records_graph:
+            return BatchNormActTrain.apply(input, weight, bias, running_mean, running_var,
+                                           float(momentum), float(eps), backend, *activation_args)
+        return ops.batch_norm_act_train(input, weight, bias, running_mean, running_var,
+                                        float(momentum), float(eps), *activation_args)[0]
     acc = dispatch.accumulation_dtype(input.dtype)
     mean = running_mean.to(acc)
     invstd = torch.rsqrt(running_var.to(acc) + eps)
-    return BatchNormActEval.apply(input, weight, bias, mean, invstd, backend, *activation_args)
+    if records_graph:
+        return BatchNormActEval.apply(input, weight, bias, mean, invstd, backend, *activation_args)
+    return ops.batch_norm_act_forward(input, mean, invstd, weight, bias, *activation_args)

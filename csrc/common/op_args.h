@@ -72,17 +72,23 @@ inline TrainArgs prepare_train(const at::Tensor& input, const std::optional<at::
   const Activation act = parse_activation(activation);
   const auto acc_options = x.options().dtype(accumulation_type(x.scalar_type()));
   const int64_t channels = x.size(1);
-  // An empty batch normalises nothing: mean 0 and var 0, as the reference backend gives.
-  return {x,
-          per_channel_acc(weight, x, 1.0),
-          per_channel_acc(bias, x, 0.0),
-          kernel_layout(x),
-          act,
-          activation_parameter(act, negative_slope, alpha),
-          at::empty_like(x),
-          at::zeros({channels}, acc_options),
-          at::zeros({channels}, acc_options),
-          at::full({channels}, 1.0 / std::sqrt(eps), acc_options)};
+  TrainArgs a{x,
+              per_channel_acc(weight, x, 1.0),
+              per_channel_acc(bias, x, 0.0),
+              kernel_layout(x),
+              act,
+              activation_parameter(act, negative_slope, alpha),
+              at::empty_like(x),
+              at::empty({channels}, acc_options),
+              at::empty({channels}, acc_options),
+              at::empty({channels}, acc_options)};
+  if (a.layout.count() == 0) {
+    // An empty batch normalises nothing: mean 0 and var 0, as the reference backend gives.
+    a.mean.zero_();
+    a.var.zero_();
+    a.invstd.fill_(1.0 / std::sqrt(eps));
+  }
+  return a;
 }
 
 // batch_norm_act_forward (given statistics).
