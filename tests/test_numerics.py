@@ -112,6 +112,28 @@ def test_shape_classes(shape, layout, dtype, backend, device):
     check_against_oracle(module, reference, lambda: make_input(shape, dtype, layout, device), train_steps=2)
 
 
+# The cpu backend writes outputs of 4 MiB and more with streaming stores: whole cache lines
+# inside each plane or run of rows, normal stores at the ends (csrc/cpu/streaming.h). Too large
+# for the simt harness to run quickly, and a CPU-only path, so cpu only.
+STREAMED_OUTPUTS = {
+    "planes_misaligned": ((100, 48, 15, 15), "contiguous", torch.float32),  # planes start mid-line
+    "planes_aligned": ((8, 32, 64, 64), "contiguous", torch.float32),
+    "planes_float64": ((8, 32, 64, 64), "contiguous", torch.float64),
+    "rows_whole_lines": ((16, 64, 32, 32), "channels_last", torch.float32),
+    "rows_partial_lines": ((16, 40, 41, 41), "channels_last", torch.float32),  # not streamed
+    "rows_float64": ((8, 32, 64, 64), "channels_last", torch.float64),
+}
+
+
+@pytest.mark.parametrize("shape, layout, dtype", STREAMED_OUTPUTS.values(), ids=STREAMED_OUTPUTS.keys())
+def test_large_outputs_on_cpu(shape, layout, dtype):
+    assert torch.Size(shape).numel() * dtype.itemsize >= 4 << 20
+    with fusedbn.use_backend("cpu"):
+        module = randomize(fused(shape[1], "leaky_relu", dtype=torch.float32))
+        reference = oracle(shape[1], len(shape), "leaky_relu")
+        check_against_oracle(module, reference, lambda: make_input(shape, dtype, layout, "cpu"), train_steps=1)
+
+
 @pytest.mark.parametrize("shape", [(1, 9), (1, 9, 1), (1, 6, 1, 1), (1, 4, 3, 5)])
 def test_eval_with_a_batch_of_one(shape, backend, device):
     module = randomize(fused(shape[1], "elu", device=device, dtype=torch.float32))

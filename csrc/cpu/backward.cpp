@@ -13,6 +13,7 @@
 #include "channel_loops.h"
 #include "plane_loops.h"
 #include "row_loops.h"
+#include "streaming.h"
 
 namespace fusedbn::cpu {
 namespace {
@@ -71,7 +72,7 @@ struct Backward {
 
   // dx = g * grad_scale[c] + x * x_scale[c] + dx_shift[c] over the whole tensor.
   template <Activation A, bool kBatchStatistics>
-  void grad_input(scalar_t* dx, const std::vector<BackwardCoefficients<acc_t>>& b) const {
+  void grad_input(scalar_t* dx, const std::vector<BackwardCoefficients<acc_t>>& b, bool stream) const {
     if (l.channels_last) {
       std::vector<acc_t> grad_scale(l.channels), x_scale(l.channels), dx_shift(l.channels);
       for (int64_t c = 0; c < l.channels; ++c) {  // vectors across channels want one array per coefficient
@@ -82,7 +83,9 @@ struct Backward {
       const Rows<scalar_t> rows{l.channels};
       at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
         rows.template grad_input<A, kBatchStatistics>(dy, x, dx, begin, end, scale.data(), shift.data(),
-                                                      grad_scale.data(), x_scale.data(), dx_shift.data(), param);
+                                                      grad_scale.data(), x_scale.data(), dx_shift.data(), param,
+                                                      stream);
+        finish_streaming();
       });
       return;
     }
@@ -90,8 +93,9 @@ struct Backward {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t c = p % l.channels, offset = p * l.spatial;
         Plane<scalar_t>::template grad_input<A, kBatchStatistics>(dy + offset, x + offset, dx + offset, l.spatial,
-                                                                  {scale[c], shift[c]}, b[c], param);
+                                                                  {scale[c], shift[c]}, b[c], param, stream);
       }
+      finish_streaming();
     });
   }
 
@@ -104,12 +108,12 @@ struct Backward {
   // Training: per channel Σg, Σg·x̂, then dx (contiguous input: a channel at a time, so the
   // dx pass reads dy and x from cache).
   template <Activation A>
-  void train(scalar_t* dx, acc_t* sum_g, acc_t* sum_g_xhat) const {
+  void train(scalar_t* dx, acc_t* sum_g, acc_t* sum_g_xhat, bool stream) const {
     if (l.channels_last) {
       reduce<A>(sum_g, sum_g_xhat);
       std::vector<BackwardCoefficients<acc_t>> b(l.channels);
       for (int64_t c = 0; c < l.channels; ++c) b[c] = train_coefficients(c, sum_g[c], sum_g_xhat[c]);
-      grad_input<A, true>(dx, b);
+      grad_input<A, true>(dx, b, stream);
       return;
     }
     const ChannelGroups<scalar_t> groups(l, /*inputs=*/2);
@@ -124,7 +128,7 @@ struct Backward {
         f[c - first] = {scale[c], shift[c]};
         b[c - first] = train_coefficients(c, sum_g[c], sum_g_xhat[c]);
       }
-      groups.template grad_input<A, true>(dy, x, dx, first, last, f.data(), b.data(), param);
+      groups.template grad_input<A, true>(dy, x, dx, first, last, f.data(), b.data(), param, stream);
     });
   }
 };
@@ -157,7 +161,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_train(
     using scalar_t = typename std::decay_t<decltype(backward)>::scalar_type;
     using acc_t = acc_type<scalar_t>;
     backward.template train<decltype(a)::value>(grad_input.mutable_data_ptr<scalar_t>(), data<acc_t>(sum_g),
-                                                data<acc_t>(sum_g_xhat));
+                                                data<acc_t>(sum_g_xhat), use_streaming<scalar_t>(grad_input));
   });
   return {grad_input, sum_g, sum_g_xhat};
 }
@@ -192,7 +196,8 @@ at::Tensor batch_norm_act_backward_eval(const at::Tensor& grad_output, const at:
     for (int64_t c = 0; c < backward.l.channels; ++c) {
       b[c] = backward_coefficients_eval(backward.invstd[c], backward.weight[c]);
     }
-    backward.template grad_input<decltype(a)::value, false>(grad_input.mutable_data_ptr<scalar_t>(), b);
+    backward.template grad_input<decltype(a)::value, false>(grad_input.mutable_data_ptr<scalar_t>(), b,
+                                                            use_streaming<scalar_t>(grad_input));
   });
   return grad_input;
 }

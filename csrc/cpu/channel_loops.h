@@ -16,6 +16,7 @@
 #include "../common/tensor_checks.h"
 #include "../common/welford.h"
 #include "plane_loops.h"
+#include "streaming.h"
 
 namespace fusedbn::cpu {
 
@@ -47,6 +48,7 @@ struct ChannelGroups {
     const int64_t groups = (l.channels + group - 1) / group;
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g) f(g * group, std::min(l.channels, (g + 1) * group));
+      finish_streaming();
     });
   }
 
@@ -87,18 +89,19 @@ struct ChannelGroups {
 
   template <Activation A>
   void activate(const scalar_t* x, scalar_t* y, int64_t first, int64_t last, const ForwardCoefficients<acc_t>* f,
-                acc_t param) const {
+                acc_t param, bool stream) const {
     for_each_plane(first, last, {}, [&](int64_t n, int64_t c) {
-      P::template activate<A>(plane(x, n, c), plane(y, n, c), l.spatial, f[c - first], param);
+      P::template activate<A>(plane(x, n, c), plane(y, n, c), l.spatial, f[c - first], param, stream);
     });
   }
 
   template <Activation A, bool kBatchStatistics>
   void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t first, int64_t last,
-                  const ForwardCoefficients<acc_t>* f, const BackwardCoefficients<acc_t>* b, acc_t param) const {
+                  const ForwardCoefficients<acc_t>* f, const BackwardCoefficients<acc_t>* b, acc_t param,
+                  bool stream) const {
     for_each_plane(first, last, {}, [&](int64_t n, int64_t c) {
       P::template grad_input<A, kBatchStatistics>(plane(dy, n, c), plane(x, n, c), plane(dx, n, c), l.spatial,
-                                                  f[c - first], b[c - first], param);
+                                                  f[c - first], b[c - first], param, stream);
     });
   }
 

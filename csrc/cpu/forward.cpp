@@ -12,6 +12,7 @@
 #include "channel_loops.h"
 #include "plane_loops.h"
 #include "row_loops.h"
+#include "streaming.h"
 
 namespace fusedbn::cpu {
 namespace {
@@ -37,11 +38,12 @@ void row_statistics(const scalar_t* x, const KernelLayout& l, acc_t* mean, acc_t
 // y = act(x * scale[c] + shift[c]) over the whole tensor: planes or rows in parallel.
 template <typename scalar_t, Activation A, typename acc_t = acc_type<scalar_t>>
 void apply_coefficients(const scalar_t* x, scalar_t* y, const KernelLayout& l, const acc_t* scale,
-                        const acc_t* shift, acc_t param) {
+                        const acc_t* shift, acc_t param, bool stream) {
   if (l.channels_last) {
     const Rows<scalar_t> rows{l.channels};
     at::parallel_for(0, l.rows(), rows_per_chunk(l.channels), [&](int64_t begin, int64_t end) {
-      rows.template activate<A>(x, y, begin, end, scale, shift, param);
+      rows.template activate<A>(x, y, begin, end, scale, shift, param, stream);
+      finish_streaming();
     });
     return;
   }
@@ -49,8 +51,9 @@ void apply_coefficients(const scalar_t* x, scalar_t* y, const KernelLayout& l, c
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % l.channels;
       Plane<scalar_t>::template activate<A>(x + p * l.spatial, y + p * l.spatial, l.spatial, {scale[c], shift[c]},
-                                            param);
+                                            param, stream);
     }
+    finish_streaming();
   });
 }
 
@@ -59,12 +62,13 @@ void train_forward(const at::Tensor& input, const at::Tensor& output, const Kern
                    const acc_t* bias, acc_t eps, acc_t param, acc_t* mean, acc_t* var, acc_t* invstd) {
   const scalar_t* x = input.const_data_ptr<scalar_t>();
   scalar_t* y = output.mutable_data_ptr<scalar_t>();
+  const bool stream = use_streaming<scalar_t>(output);
   if (l.channels_last) {
     row_statistics(x, l, mean, var);
     std::vector<acc_t> scale(l.channels), shift(l.channels);
     for (int64_t c = 0; c < l.channels; ++c) invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
     fill_forward_coefficients(mean, invstd, weight, bias, l.channels, scale.data(), shift.data());
-    apply_coefficients<scalar_t, A>(x, y, l, scale.data(), shift.data(), param);
+    apply_coefficients<scalar_t, A>(x, y, l, scale.data(), shift.data(), param, stream);
     return;
   }
   // Contiguous: a group of channels' statistics, then its normalisation while it is in cache.
@@ -79,7 +83,7 @@ void train_forward(const at::Tensor& input, const at::Tensor& output, const Kern
       invstd[c] = acc_t(1) / std::sqrt(var[c] + eps);
       coefficients[c - first] = forward_coefficients(mean[c], invstd[c], weight[c], bias[c]);
     }
-    groups.template activate<A>(x, y, first, last, coefficients.data(), param);
+    groups.template activate<A>(x, y, first, last, coefficients.data(), param, stream);
   });
 }
 
@@ -120,7 +124,8 @@ at::Tensor batch_norm_act_forward(const at::Tensor& input, const at::Tensor& mea
     detail::dispatch_activation(a.activation, [&](auto act) {
       apply_coefficients<scalar_t, decltype(act)::value>(a.input.const_data_ptr<scalar_t>(),
                                                          a.output.mutable_data_ptr<scalar_t>(), a.layout,
-                                                         scale.data(), shift.data(), acc_t(a.param));
+                                                         scale.data(), shift.data(), acc_t(a.param),
+                                                         use_streaming<scalar_t>(a.output));
     });
   });
   return a.output;

@@ -10,6 +10,7 @@
 
 #include "../common/activation.h"
 #include "../common/batch_norm_math.h"
+#include "streaming.h"
 #include "vectorized.h"
 
 namespace fusedbn::cpu {
@@ -22,8 +23,9 @@ struct Plane {
   using Sum = Accumulator<scalar_t>;
 
   // Calls block(i) for each whole Block at offset i, then vector(i, count) for the vectors
-  // left, the last one possibly partial (count < Vec::size()): the one traversal order of
-  // every loop below. Partial vectors are loaded with zeros in the missing lanes.
+  // left, the last one possibly partial (count < Vec::size()): the order every reduction
+  // below adds in, on which its bits depend. Partial vectors are loaded with zeros in the
+  // missing lanes.
   template <typename BlockF, typename VectorF>
   static void traverse(int64_t length, BlockF&& block, VectorF&& vector) {
     int64_t i = 0;
@@ -65,42 +67,58 @@ struct Plane {
         [&](int64_t i, int64_t count) { add(load_lanes(dy + i, count), load_lanes(x + i, count), 0, count); });
   }
 
+  // out[i, i + count) = value(i, count) over the run, a Vec at a time (count < Vec::size()
+  // only for the last). With `stream`, the whole cache lines inside the run are written by
+  // streaming stores and the partial lines at its ends by normal ones (neighbouring runs
+  // share those lines).
+  template <typename ValueF>
+  static void write(scalar_t* out, int64_t length, bool stream, ValueF&& value) {
+    constexpr int64_t W = Vec::size();
+    const auto store = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i += W) {
+        const int64_t count = std::min<int64_t>(W, end - i);
+        store_lanes(out + i, value(i, count), count);
+      }
+    };
+    if constexpr (kCanStream<scalar_t>) {
+      constexpr int64_t kLine = kCacheLine / int64_t(sizeof(scalar_t));
+      const int64_t head = std::min(length, values_to_line_boundary(out));
+      const int64_t body_end = head + (length - head) / kLine * kLine;
+      if (stream && body_end > head) {
+        store(0, head);
+        for (int64_t i = head; i < body_end; i += kLine) {
+          Vec line[kLine / W];
+          for (int64_t k = 0; k < kLine / W; ++k) line[k] = value(i + k * W, W);
+          for (int64_t k = 0; k < kLine / W; ++k) stream_store(out + i + k * W, line[k]);
+        }
+        store(body_end, length);
+        return;
+      }
+    }
+    store(0, length);
+  }
+
   // y = act(x * scale + shift) over the run.
   template <Activation A>
-  static void activate(const scalar_t* x, scalar_t* y, int64_t length, ForwardCoefficients<acc_t> f, acc_t param) {
+  static void activate(const scalar_t* x, scalar_t* y, int64_t length, ForwardCoefficients<acc_t> f, acc_t param,
+                       bool stream) {
     const Vec scale(f.scale), shift(f.shift), vparam(param);
-    const auto act = [&](const Vec& xv) { return ActivationFn<A>::forward(at::vec::fmadd(xv, scale, shift), vparam); };
-    traverse(
-        length,
-        [&](int64_t i) {
-          Blk b = Blk::load(x + i);
-          for (int k = 0; k < kBlockVecs; ++k) b.v[k] = act(b.v[k]);
-          b.store(y + i);
-        },
-        [&](int64_t i, int64_t count) { store_lanes(y + i, act(load_lanes(x + i, count)), count); });
+    write(y, length, stream, [&](int64_t i, int64_t count) {
+      return ActivationFn<A>::forward(at::vec::fmadd(load_lanes(x + i, count), scale, shift), vparam);
+    });
   }
 
   // dx over the run (grad_input_value), g = dy·act'(x * scale + shift).
   template <Activation A, bool kBatchStatistics>
   static void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t length,
-                         ForwardCoefficients<acc_t> f, BackwardCoefficients<acc_t> b, acc_t param) {
+                         ForwardCoefficients<acc_t> f, BackwardCoefficients<acc_t> b, acc_t param, bool stream) {
     const Vec scale(f.scale), shift(f.shift), vparam(param);
     const Vec grad_scale(b.grad_scale), x_scale(b.x_scale), dx_shift(b.shift);
-    const auto value = [&](const Vec& dyv, const Vec& xv) {
-      const Vec g = gradient<A>(dyv, xv, scale, shift, vparam);
+    write(dx, length, stream, [&](int64_t i, int64_t count) {
+      const Vec xv = load_lanes(x + i, count);
+      const Vec g = gradient<A>(load_lanes(dy + i, count), xv, scale, shift, vparam);
       return grad_input_value(g, xv, grad_scale, x_scale, dx_shift, kBatchStatistics);
-    };
-    traverse(
-        length,
-        [&](int64_t i) {
-          const Blk xb = Blk::load(x + i);
-          Blk gb = Blk::load(dy + i);
-          for (int k = 0; k < kBlockVecs; ++k) gb.v[k] = value(gb.v[k], xb.v[k]);
-          gb.store(dx + i);
-        },
-        [&](int64_t i, int64_t count) {
-          store_lanes(dx + i, value(load_lanes(dy + i, count), load_lanes(x + i, count)), count);
-        });
+    });
   }
 };
 

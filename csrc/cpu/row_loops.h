@@ -11,6 +11,7 @@
 
 #include "../common/activation.h"
 #include "../common/batch_norm_math.h"
+#include "streaming.h"
 #include "vectorized.h"
 
 namespace fusedbn::cpu {
@@ -34,6 +35,15 @@ struct ChannelBlock {
   template <typename T>
   void store(T* row, int v, const Vec& value) const {
     store_lanes(row + offset(v), value, count(v));
+  }
+  // A store that streams when asked to; only for rows Rows::can_stream accepts (whole vectors
+  // on whole cache lines).
+  template <typename T>
+  void store(T* row, int v, const Vec& value, bool stream) const {
+    if constexpr (kCanStream<T>) {
+      if (stream) return stream_store(row + offset(v), value);
+    }
+    store(row, v, value);
   }
   // Starts loading the block's values of a row. Only an address is formed, never a read, so a
   // row past the end of the tensor is harmless.
@@ -65,6 +75,13 @@ struct Rows {
   }
 
   const scalar_t* row(const scalar_t* base, int64_t r) const { return base + r * channels; }
+
+  // Whether the rows of `out` can be written by streaming stores: each starts on a cache line
+  // and is a whole number of lines, so every line is written whole by one thread.
+  bool can_stream(const scalar_t* out) const {
+    return kCanStream<scalar_t> && channels * int64_t(sizeof(scalar_t)) % kCacheLine == 0 &&
+           values_to_line_boundary(out) == 0;
+  }
 
   // Mean and m2 of each channel over rows [begin, end) of a chunk, exactly, in two passes per
   // block of channels (the second from L1): the sum, then the squared deviations from the
@@ -120,27 +137,30 @@ struct Rows {
     });
   }
 
-  // y = act(x * scale[c] + shift[c]) over rows [begin, end).
+  // y = act(x * scale[c] + shift[c]) over rows [begin, end); streamed if asked and possible.
   template <Activation A>
   void activate(const scalar_t* x, scalar_t* y, int64_t begin, int64_t end, const acc_t* scale,
-                const acc_t* shift, acc_t param) const {
+                const acc_t* shift, acc_t param, bool stream) const {
     const Vec vparam(param);
+    const bool streamed = stream && can_stream(y);
     for (int64_t r = begin; r < end; ++r) {
       for_each_block([&](auto block) {
         for (int v = 0; v < decltype(block)::kVectors; ++v) {
           const Vec z = at::vec::fmadd(block.load(row(x, r), v), block.load(scale, v), block.load(shift, v));
-          block.store(y + r * channels, v, ActivationFn<A>::forward(z, vparam));
+          block.store(y + r * channels, v, ActivationFn<A>::forward(z, vparam), streamed);
         }
       });
     }
   }
 
-  // dx over rows [begin, end) (grad_input_value), from per-channel coefficient arrays.
+  // dx over rows [begin, end) (grad_input_value), from per-channel coefficient arrays;
+  // streamed if asked and possible.
   template <Activation A, bool kBatchStatistics>
   void grad_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, int64_t begin, int64_t end,
                   const acc_t* scale, const acc_t* shift, const acc_t* grad_scale, const acc_t* x_scale,
-                  const acc_t* dx_shift, acc_t param) const {
+                  const acc_t* dx_shift, acc_t param, bool stream) const {
     const Vec vparam(param);
+    const bool streamed = stream && can_stream(dx);
     for (int64_t r = begin; r < end; ++r) {
       for_each_block([&](auto block) {
         for (int v = 0; v < decltype(block)::kVectors; ++v) {
@@ -148,7 +168,7 @@ struct Rows {
           const Vec g = gradient<A>(block.load(row(dy, r), v), xv, block.load(scale, v), block.load(shift, v), vparam);
           const Vec out = grad_input_value(g, xv, block.load(grad_scale, v), block.load(x_scale, v),
                                            block.load(dx_shift, v), kBatchStatistics);
-          block.store(dx + r * channels, v, out);
+          block.store(dx + r * channels, v, out, streamed);
         }
       });
     }

@@ -26,8 +26,8 @@ namespace cpu {
 template <typename scalar_t>
 using acc_type = at::opmath_type<scalar_t>;
 
-// A block of kBlockVecs vectors of acc_t: the unit the contiguous loops step by. Several
-// independent vectors per step hide the latency of Welford's dependent updates.
+// A block of kBlockVecs vectors of acc_t: the unit the contiguous reductions step by. Several
+// independent vectors per step hide the latency of their dependent adds.
 constexpr int kBlockVecs = 4;
 
 template <typename scalar_t>
@@ -46,16 +46,6 @@ struct Block {
       for (int i = 0; i < kBlockVecs; i += 2) at::vec::load_to_float(p + i * Vec::size(), b.v[i], b.v[i + 1]);
     }
     return b;
-  }
-
-  // Stores the kSize values to p, converted to scalar_t.
-  void store(scalar_t* p) const {
-    if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      for (int i = 0; i < kBlockVecs; ++i) v[i].store(p + i * Vec::size());
-    } else {
-      for (int i = 0; i < kBlockVecs; i += 2)
-        at::vec::convert_from_float<scalar_t>(v[i], v[i + 1]).store(p + i * Vec::size());
-    }
   }
 };
 
