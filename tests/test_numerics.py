@@ -142,6 +142,28 @@ def test_eval_with_a_batch_of_one(shape, backend, device):
                          train_steps=0, eval_steps=2)
 
 
+@pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_forward_that_autograd_does_not_record(grad_mode, layout, backend, device):
+    """With no graph to record the op is called directly, not through autograd.Function: the
+    outputs, running statistics and batch count must still be nn.BatchNorm's."""
+    shape = (4, 5, 3, 6)
+    module = randomize(fused(5, "elu", device=device, dtype=torch.float64))
+    reference = oracle(5, 4, "elu", device=device)
+    reference[0].load_state_dict(module.state_dict())
+    for training in (True, True, False):
+        module.train(training)
+        reference.train(training)
+        x = make_input(shape, torch.float64, layout, device)
+        with grad_mode():
+            y, y_ref = module(x), reference(x)
+        assert not y.requires_grad
+        assert_matches(y, y_ref, torch.float64, "output")
+        for name in ("running_mean", "running_var"):
+            assert_matches(getattr(module, name), getattr(reference[0], name), torch.float64, name)
+        assert module.num_batches_tracked.item() == reference[0].num_batches_tracked.item()
+
+
 GRAD_OUTPUTS = {
     # y.sum().backward(): a grad_output expanded from a scalar, every stride 0.
     "expanded": lambda y: torch.ones((), dtype=y.dtype, device=y.device).expand(y.shape),
