@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+#include <c10/macros/Macros.h>
 
 #include <algorithm>
 
@@ -70,32 +71,43 @@ struct Plane {
   // out[i, i + count) = value(i, count) over the run, a Vec at a time (count < Vec::size()
   // only for the last). With `stream`, the whole cache lines inside the run are written by
   // streaming stores and the partial lines at its ends by normal ones (neighbouring runs
-  // share those lines).
+  // share those lines). Always inlined, like store_range: called through a pointer to
+  // `value`, a loop reloads the coefficients for every vector (a store to `out` might have
+  // changed them).
   template <typename ValueF>
-  static void write(scalar_t* out, int64_t length, bool stream, ValueF&& value) {
-    constexpr int64_t W = Vec::size();
-    const auto store = [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i += W) {
-        const int64_t count = std::min<int64_t>(W, end - i);
-        store_lanes(out + i, value(i, count), count);
-      }
-    };
+  C10_ALWAYS_INLINE static void write(scalar_t* out, int64_t length, bool stream, ValueF&& value) {
     if constexpr (kCanStream<scalar_t>) {
-      constexpr int64_t kLine = kCacheLine / int64_t(sizeof(scalar_t));
+      constexpr int64_t W = Vec::size(), kLine = kCacheLine / int64_t(sizeof(scalar_t));
       const int64_t head = std::min(length, values_to_line_boundary(out));
       const int64_t body_end = head + (length - head) / kLine * kLine;
       if (stream && body_end > head) {
-        store(0, head);
+        store_range(out, 0, head, value);
         for (int64_t i = head; i < body_end; i += kLine) {
           Vec line[kLine / W];
           for (int64_t k = 0; k < kLine / W; ++k) line[k] = value(i + k * W, W);
           for (int64_t k = 0; k < kLine / W; ++k) stream_store(out + i + k * W, line[k]);
         }
-        store(body_end, length);
+        store_range(out, body_end, length, value);
         return;
       }
     }
-    store(0, length);
+    store_range(out, 0, length, value);
+  }
+
+  // write()'s normal stores over [begin, end): a Block at a time, then a Vec at a time.
+  template <typename ValueF>
+  C10_ALWAYS_INLINE static void store_range(scalar_t* out, int64_t begin, int64_t end, ValueF& value) {
+    constexpr int64_t W = Vec::size();
+    int64_t i = begin;
+    for (; i + Blk::kSize <= end; i += Blk::kSize) {
+      Blk b;
+      for (int k = 0; k < kBlockVecs; ++k) b.v[k] = value(i + k * W, W);
+      b.store(out + i);
+    }
+    for (; i < end; i += W) {
+      const int64_t count = std::min<int64_t>(W, end - i);
+      store_lanes(out + i, value(i, count), count);
+    }
   }
 
   // y = act(x * scale + shift) over the run.

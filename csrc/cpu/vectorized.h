@@ -7,6 +7,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/OpMathType.h>
 
+#include <cstring>
+
 #include "../common/activation.h"
 
 namespace fusedbn {
@@ -26,8 +28,8 @@ namespace cpu {
 template <typename scalar_t>
 using acc_type = at::opmath_type<scalar_t>;
 
-// A block of kBlockVecs vectors of acc_t: the unit the contiguous reductions step by. Several
-// independent vectors per step hide the latency of their dependent adds.
+// A block of kBlockVecs vectors of acc_t: the unit the contiguous loops step by. Several
+// independent vectors per step hide the latency of the reductions' dependent adds.
 constexpr int kBlockVecs = 4;
 
 template <typename scalar_t>
@@ -46,6 +48,17 @@ struct Block {
       for (int i = 0; i < kBlockVecs; i += 2) at::vec::load_to_float(p + i * Vec::size(), b.v[i], b.v[i + 1]);
     }
     return b;
+  }
+
+  // Stores the kSize values to p, converted to scalar_t (reduced precision: two vectors per
+  // conversion, each converted once).
+  void store(scalar_t* p) const {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      for (int i = 0; i < kBlockVecs; ++i) v[i].store(p + i * Vec::size());
+    } else {
+      for (int i = 0; i < kBlockVecs; i += 2)
+        at::vec::convert_from_float<scalar_t>(v[i], v[i + 1]).store(p + i * Vec::size());
+    }
   }
 };
 
@@ -101,8 +114,15 @@ inline at::vec::Vectorized<acc_type<scalar_t>> load_lanes(const scalar_t* p, int
 
 template <typename scalar_t>
 inline void store_lanes(scalar_t* p, const at::vec::Vectorized<acc_type<scalar_t>>& v, int64_t count) {
+  using Vec = at::vec::Vectorized<acc_type<scalar_t>>;
   if constexpr (std::is_same_v<scalar_t, acc_type<scalar_t>>) {
     v.store(p, count);
+  } else if (count == Vec::size()) {
+    // A whole vector fills half of a reduced-precision vector: storing that half with
+    // store(p, count) takes its slow partial path; a fixed-size copy is one move.
+    __at_align__ scalar_t converted[2 * Vec::size()];
+    at::vec::convert_from_float<scalar_t>(v, v).store(converted);
+    std::memcpy(p, converted, sizeof(scalar_t) * Vec::size());
   } else {
     at::vec::convert_from_float<scalar_t>(v, v).store(p, count);
   }
