@@ -36,14 +36,24 @@ struct ChannelBlock {
   void store(T* row, int v, const Vec& value) const {
     store_lanes(row + offset(v), value, count(v));
   }
-  // A store that streams when asked to; only for rows Rows::can_stream accepts (whole vectors
-  // on whole cache lines).
+  // Stores all the block's vectors to a row: streamed when asked (only for rows that
+  // Rows::can_stream accepts: whole vectors on whole cache lines); a reduced-precision row
+  // converts two vectors at a time (one vector fills only half of a converted one).
   template <typename T>
-  void store(T* row, int v, const Vec& value, bool stream) const {
+  void store(T* row, const Vec (&values)[kVectors], bool stream) const {
     if constexpr (kCanStream<T>) {
-      if (stream) return stream_store(row + offset(v), value);
+      if (stream) {
+        for (int v = 0; v < kVectors; ++v) stream_store(row + offset(v), values[v]);
+        return;
+      }
     }
-    store(row, v, value);
+    if constexpr (!std::is_same_v<T, acc_t> && !kPartial && kVectors % 2 == 0) {
+      for (int v = 0; v < kVectors; v += 2) {
+        at::vec::convert_from_float<T>(values[v], values[v + 1]).store(row + offset(v));
+      }
+    } else {
+      for (int v = 0; v < kVectors; ++v) store(row, v, values[v]);
+    }
   }
   // Starts loading the block's values of a row. Only an address is formed, never a read, so a
   // row past the end of the tensor is harmless.
@@ -145,10 +155,13 @@ struct Rows {
     const bool streamed = stream && can_stream(y);
     for (int64_t r = begin; r < end; ++r) {
       for_each_block([&](auto block) {
-        for (int v = 0; v < decltype(block)::kVectors; ++v) {
+        constexpr int V = decltype(block)::kVectors;
+        Vec out[V];
+        for (int v = 0; v < V; ++v) {
           const Vec z = at::vec::fmadd(block.load(row(x, r), v), block.load(scale, v), block.load(shift, v));
-          block.store(y + r * channels, v, ActivationFn<A>::forward(z, vparam), streamed);
+          out[v] = ActivationFn<A>::forward(z, vparam);
         }
+        block.store(y + r * channels, out, streamed);
       });
     }
   }
@@ -163,13 +176,15 @@ struct Rows {
     const bool streamed = stream && can_stream(dx);
     for (int64_t r = begin; r < end; ++r) {
       for_each_block([&](auto block) {
-        for (int v = 0; v < decltype(block)::kVectors; ++v) {
+        constexpr int V = decltype(block)::kVectors;
+        Vec out[V];
+        for (int v = 0; v < V; ++v) {
           const Vec xv = block.load(row(x, r), v);
           const Vec g = gradient<A>(block.load(row(dy, r), v), xv, block.load(scale, v), block.load(shift, v), vparam);
-          const Vec out = grad_input_value(g, xv, block.load(grad_scale, v), block.load(x_scale, v),
-                                           block.load(dx_shift, v), kBatchStatistics);
-          block.store(dx + r * channels, v, out, streamed);
+          out[v] = grad_input_value(g, xv, block.load(grad_scale, v), block.load(x_scale, v), block.load(dx_shift, v),
+                                    kBatchStatistics);
         }
+        block.store(dx + r * channels, out, streamed);
       });
     }
   }
