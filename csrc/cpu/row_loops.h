@@ -37,8 +37,8 @@ struct ChannelBlock {
     store_lanes(row + offset(v), value, count(v));
   }
   // Stores all the block's vectors to a row: streamed when asked (only for rows that
-  // Rows::can_stream accepts: whole vectors on whole cache lines); a reduced-precision row
-  // converts two vectors at a time (one vector fills only half of a converted one).
+  // Rows::can_stream accepts: whole vectors on whole cache lines); otherwise two vectors at a
+  // time where it can (store_pair).
   template <typename T>
   void store(T* row, const Vec (&values)[kVectors], bool stream) const {
     if constexpr (kCanStream<T>) {
@@ -47,10 +47,8 @@ struct ChannelBlock {
         return;
       }
     }
-    if constexpr (!std::is_same_v<T, acc_t> && !kPartial && kVectors % 2 == 0) {
-      for (int v = 0; v < kVectors; v += 2) {
-        at::vec::convert_from_float<T>(values[v], values[v + 1]).store(row + offset(v));
-      }
+    if constexpr (!kPartial && kVectors % 2 == 0) {
+      for (int v = 0; v < kVectors; v += 2) store_pair(row + offset(v), values[v], values[v + 1]);
     } else {
       for (int v = 0; v < kVectors; ++v) store(row, v, values[v]);
     }

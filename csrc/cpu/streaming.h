@@ -16,9 +16,9 @@
 #include <immintrin.h>
 #endif
 
-namespace fusedbn::cpu {
+#include "vectorized.h"
 
-constexpr int64_t kCacheLine = 64;
+namespace fusedbn::cpu {
 
 // Outputs from this size on are streamed: more than the per-core share of a server's last
 // level cache, where the reader would find most of a normally stored output evicted.
@@ -42,16 +42,13 @@ bool use_streaming(const at::Tensor& output) {
 // Stores v to p (aligned to the vector's size) without reading its line into cache.
 template <typename T>
 inline void stream_store(T* p, const at::vec::Vectorized<T>& v) {
+  static_assert(kCanStream<T>, "only float and double vectors are streamed, in AVX2 builds");
 #if defined(CPU_CAPABILITY_AVX2)
   if constexpr (std::is_same_v<T, float>) {
     _mm256_stream_ps(p, v);
-  } else if constexpr (std::is_same_v<T, double>) {
-    _mm256_stream_pd(p, v);
   } else {
-    v.store(p);
+    _mm256_stream_pd(p, v);
   }
-#else
-  v.store(p);
 #endif
 }
 

@@ -28,6 +28,22 @@ namespace cpu {
 template <typename scalar_t>
 using acc_type = at::opmath_type<scalar_t>;
 
+constexpr int64_t kCacheLine = 64;  // bytes
+
+// Stores two vectors of acc_t lanes to p, one after the other, as scalar_t: a reduced-precision
+// vector holds two of them, so they are converted together (one alone would fill half of it).
+template <typename scalar_t>
+inline void store_pair(scalar_t* p, const at::vec::Vectorized<acc_type<scalar_t>>& a,
+                       const at::vec::Vectorized<acc_type<scalar_t>>& b) {
+  using Vec = at::vec::Vectorized<acc_type<scalar_t>>;
+  if constexpr (std::is_same_v<scalar_t, acc_type<scalar_t>>) {
+    a.store(p);
+    b.store(p + Vec::size());
+  } else {
+    at::vec::convert_from_float<scalar_t>(a, b).store(p);
+  }
+}
+
 // A block of kBlockVecs vectors of acc_t: the unit the contiguous loops step by. Several
 // independent vectors per step hide the latency of the reductions' dependent adds.
 constexpr int kBlockVecs = 4;
@@ -50,15 +66,9 @@ struct Block {
     return b;
   }
 
-  // Stores the kSize values to p, converted to scalar_t (reduced precision: two vectors per
-  // conversion, each converted once).
+  // Stores the kSize values to p, converted to scalar_t.
   void store(scalar_t* p) const {
-    if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      for (int i = 0; i < kBlockVecs; ++i) v[i].store(p + i * Vec::size());
-    } else {
-      for (int i = 0; i < kBlockVecs; i += 2)
-        at::vec::convert_from_float<scalar_t>(v[i], v[i + 1]).store(p + i * Vec::size());
-    }
+    for (int i = 0; i < kBlockVecs; i += 2) store_pair(p + i * Vec::size(), v[i], v[i + 1]);
   }
 };
 
@@ -73,7 +83,6 @@ inline Vec gradient(const Vec& dy, const Vec& x, const Vec& scale, const Vec& sh
 // little ahead of use where the hardware prefetcher cannot guess the next address: the next
 // short plane of a channel, the next rows of a block of channels.
 inline void prefetch(const void* p, int64_t bytes) {
-  constexpr int64_t kCacheLine = 64;
   for (int64_t offset = 0; offset < bytes; offset += kCacheLine) {
     __builtin_prefetch(static_cast<const char*>(p) + offset);
   }
